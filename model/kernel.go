@@ -1,0 +1,72 @@
+package model
+
+import (
+	"gonum.org/v1/gonum/blas"
+)
+
+// kernel is one implementation of the step's two hot loops: the matrix
+// product that computes every gate (and the next-flow prediction) for a tile
+// of hosts, and the fused element-wise LSTM update. The portable kernel goes
+// through gonum's BLAS interface; the amd64 kernels are AVX2 and AVX-512
+// assembly (kernel_amd64.go). Each is checked against the portable one.
+type kernel struct {
+	name string
+	mr   int // rows per GEMM tile: gemm's m is always a multiple
+	nr   int // columns per packed panel: packed widths are multiples
+
+	// pack lays out w (k×n, row-major, n a multiple of nr) the way gemm
+	// reads it, into dst (len k·n).
+	pack func(dst, w []float32, k, n int)
+	// gemm sets c[i·ldc+j] = bias[j] + Σ_l a[i·lda+l]·W[l,j] for i < m,
+	// j < n, where W (k×n) was packed by pack.
+	gemm func(m, n, k int, a []float32, lda int, w, bias, c []float32, ldc int)
+	// lstm advances rows hosts: g holds each host's pre-activations (stride
+	// ldg; blocks i, f, g, o of h units), c its cell state (stride h, updated
+	// in place); h_t goes to hout (stride h) and z (stride ldz).
+	lstm func(rows, h int, g []float32, ldg int, c, hout, z []float32, ldz int)
+}
+
+// portable is the kernel for any GOARCH: gonum's BLAS and Go gate math.
+func portableKernel(impl blas.Float32Level3) *kernel {
+	return &kernel{
+		name: "go",
+		mr:   1,
+		nr:   1,
+		pack: func(dst, w []float32, k, n int) { copy(dst, w[:k*n]) },
+		gemm: func(m, n, k int, a []float32, lda int, w, bias, c []float32, ldc int) {
+			for i := range m {
+				copy(c[i*ldc:i*ldc+n], bias[:n])
+			}
+			// gonum's Sgemm hands products of four or more 64×64 blocks to
+			// goroutines, which allocates; slabs of at most 3 keep it serial.
+			const slab = 3 * 64
+			for i := 0; i < m; i += 64 {
+				mi := min(64, m-i)
+				for j := 0; j < n; j += slab {
+					nj := min(slab, n-j)
+					impl.Sgemm(blas.NoTrans, blas.NoTrans, mi, nj, k, 1,
+						a[i*lda:], lda, w[j:], n, 1, c[i*ldc+j:], ldc)
+				}
+			}
+		},
+		lstm: lstmGo,
+	}
+}
+
+// lstmGo is the gate math of torch.nn.LSTMCell:
+//
+//	i, f, o = σ(·), g = tanh(·); c' = f·c + i·g; h' = o·tanh(c')
+func lstmGo(rows, h int, g []float32, ldg int, c, hout, z []float32, ldz int) {
+	for r := range rows {
+		gr := g[r*ldg : r*ldg+4*h]
+		gi, gf, gg, gO := gr[:h], gr[h:2*h], gr[2*h:3*h], gr[3*h:4*h]
+		cr := c[r*h : (r+1)*h]
+		hr := hout[r*h : (r+1)*h]
+		zr := z[r*ldz : r*ldz+h]
+		for j := range cr {
+			cn := sigmoidf(gf[j])*cr[j] + sigmoidf(gi[j])*tanhf(gg[j])
+			hn := sigmoidf(gO[j]) * tanhf(cn)
+			cr[j], hr[j], zr[j] = cn, hn, hn
+		}
+	}
+}
