@@ -60,7 +60,7 @@ func loadGolden(t testing.TB) (*golden, *Model) {
 	st, w := &g.Step, &g.Window
 	k := g.Hidden + g.Features
 	for _, v := range []struct {
-		name string
+		name    string
 		n, want int
 	}{
 		{"step.h", len(st.H), st.B * g.Hidden}, {"step.x", len(st.X), st.B * g.Features},
