@@ -36,7 +36,7 @@ func randomFlows(seed uint64, n int) []schemas.Flow {
 			StartNs: start, EndNs: start + rng.Int64N(10_000_000_000),
 			SrcAddr: src, DstAddr: netip.AddrFrom4([4]byte{byte(rng.IntN(256)), 2, 3, 4}),
 			SrcPort: uint16(rng.Uint32()), DstPort: uint16(rng.IntN(1100)), Proto: protos[rng.IntN(len(protos))],
-			BytesOut: rng.Uint64N(1 << 30), BytesIn: rng.Uint64N(1 << 30) * uint64(rng.IntN(2)),
+			BytesOut: rng.Uint64N(1 << 30), BytesIn: rng.Uint64N(1<<30) * uint64(rng.IntN(2)),
 			PktsOut: rng.Uint64N(1000), PktsIn: rng.Uint64N(1000), TCPFlags: uint8(rng.Uint32()),
 			Source: schemas.Coord{Topic: "flows.goflow2", Partition: int32(rng.IntN(4)), Offset: int64(i), Index: int32(rng.IntN(3))},
 		}
