@@ -1,7 +1,94 @@
 package model
 
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
 // testKernels returns every kernel this machine can run, the portable one
 // first, so each is checked against the same references.
 func testKernels() []*kernel {
 	return append([]*kernel{portableKernel(portableBLAS)}, asmKernels()...)
+}
+
+func randSlice(rng *rand.Rand, n int, scale float64) []float32 {
+	s := make([]float32, n)
+	for i := range s {
+		s[i] = float32(scale * rng.NormFloat64())
+	}
+	return s
+}
+
+// TestKernelGemm checks each kernel's matrix product against a float64
+// reference, across tile and panel remainders.
+func TestKernelGemm(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 0))
+	for _, kern := range testKernels() {
+		for _, sh := range []struct{ m, n, k int }{{1, 16, 1}, {12, 32, 5}, {24, 48, 96}, {36, 288, 96}, {48, 16, 7}, {12, 64, 130}} {
+			m, n, k := roundUp(sh.m, kern.mr), roundUp(sh.n, kern.nr), sh.k
+			t.Run(fmt.Sprintf("%s/%dx%dx%d", kern.name, m, n, k), func(t *testing.T) {
+				lda, ldc := k+3, n+5
+				a := randSlice(rng, (m-1)*lda+k, 1)
+				w := randSlice(rng, k*n, 1)
+				bias := randSlice(rng, n, 1)
+				c := randSlice(rng, (m-1)*ldc+n, 1) // overwritten, not accumulated
+				packed := make([]float32, k*n)
+				kern.pack(packed, w, k, n)
+				kern.gemm(m, n, k, a, lda, packed, bias, c, ldc)
+				for i := range m {
+					for j := range n {
+						want := float64(bias[j])
+						for l := range k {
+							want += float64(a[i*lda+l]) * float64(w[l*n+j])
+						}
+						if got := float64(c[i*ldc+j]); math.Abs(got-want) > 1e-5*max(1, math.Sqrt(float64(k))) {
+							t.Fatalf("c[%d,%d] = %g, want %g", i, j, got, want)
+						}
+					}
+				}
+			})
+		}
+	}
+}
+
+// TestKernelLSTM checks each kernel's gate math against float64 math,
+// including saturated and extreme pre-activations.
+func TestKernelLSTM(t *testing.T) {
+	rng := rand.New(rand.NewPCG(4, 0))
+	sig := func(x float64) float64 { return 1 / (1 + math.Exp(-x)) }
+	for _, kern := range testKernels() {
+		for _, h := range []int{8, 16, 64, 24, 5} {
+			t.Run(fmt.Sprintf("%s/h=%d", kern.name, h), func(t *testing.T) {
+				rows, ldg, ldz := 7, 4*h+3, h+2
+				g := randSlice(rng, rows*ldg, 3)
+				for _, i := range []int{0, 5, 9} {
+					g[i] = []float32{-1e30, 1e30, 200}[i%3]
+				}
+				c := randSlice(rng, rows*h, 2)
+				c0 := append([]float32(nil), c...)
+				hout := make([]float32, rows*h)
+				z := make([]float32, rows*ldz)
+				kern.lstm(rows, h, g, ldg, c, hout, z, ldz)
+				for r := range rows {
+					for j := range h {
+						gi, gf := float64(g[r*ldg+j]), float64(g[r*ldg+h+j])
+						gg, gO := float64(g[r*ldg+2*h+j]), float64(g[r*ldg+3*h+j])
+						wc := sig(gf)*float64(c0[r*h+j]) + sig(gi)*math.Tanh(gg)
+						wh := sig(gO) * math.Tanh(wc)
+						if d := math.Abs(float64(c[r*h+j]) - wc); !(d < 1e-6*max(1, math.Abs(wc))) {
+							t.Fatalf("row %d unit %d: c = %g, want %g", r, j, c[r*h+j], wc)
+						}
+						if d := math.Abs(float64(hout[r*h+j]) - wh); !(d < 1e-6) {
+							t.Fatalf("row %d unit %d: h = %g, want %g", r, j, hout[r*h+j], wh)
+						}
+						if z[r*ldz+j] != hout[r*h+j] {
+							t.Fatalf("row %d unit %d: z = %g, want h = %g", r, j, z[r*ldz+j], hout[r*h+j])
+						}
+					}
+				}
+			})
+		}
+	}
 }
