@@ -20,7 +20,7 @@ import (
 type gen struct{ bytes.Buffer }
 
 func (g *gen) op(format string, args ...any) { fmt.Fprintf(g, "\t"+format+"\n", args...) }
-func (g *gen) label(l string)                 { fmt.Fprintf(g, "%s:\n", l) }
+func (g *gen) label(l string)                { fmt.Fprintf(g, "%s:\n", l) }
 
 // isa describes one vector extension.
 type isa struct {
