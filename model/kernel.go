@@ -24,6 +24,8 @@ type kernel struct {
 	// ldg; blocks i, f, g, o of h units), c its cell state (stride h, updated
 	// in place); h_t goes to hout (stride h) and z (stride ldz).
 	lstm func(rows, h int, g []float32, ldg int, c, hout, z []float32, ldz int)
+	// exp replaces each element of x by its exponential (expf).
+	exp func(x []float32)
 }
 
 // portable is the kernel for any GOARCH: gonum's BLAS and Go gate math.
@@ -50,6 +52,7 @@ func portableKernel(impl blas.Float32Level3) *kernel {
 			}
 		},
 		lstm: lstmGo,
+		exp:  expGo,
 	}
 }
 
@@ -68,5 +71,11 @@ func lstmGo(rows, h int, g []float32, ldg int, c, hout, z []float32, ldz int) {
 			hn := sigmoidf(gO[j]) * tanhf(cn)
 			cr[j], hr[j], zr[j] = cn, hn, hn
 		}
+	}
+}
+
+func expGo(x []float32) {
+	for i, v := range x {
+		x[i] = expf(v)
 	}
 }

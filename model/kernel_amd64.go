@@ -29,6 +29,12 @@ func lstmAVX2(rows, h int, gates *float32, ldg int, c, hout, z *float32, ldz int
 //go:noescape
 func lstmAVX512(rows, h int, gates *float32, ldg int, c, hout, z *float32, ldz int, consts *float32)
 
+//go:noescape
+func expAVX2(n int, x *float32, consts *float32)
+
+//go:noescape
+func expAVX512(n int, x *float32, consts *float32)
+
 // lstmConsts are expf's constants in the order the generated code indexes
 // them (see asmgen), and lstmConsts8 the same, each repeated across a YMM
 // register for AVX2's memory operands.
@@ -80,6 +86,7 @@ var avx2Kernel = &kernel{
 	lstm: func(rows, h int, g []float32, ldg int, c, hout, z []float32, ldz int) {
 		lstmAsm(lstmAVX2, 8, &lstmConsts8[0], rows, h, g, ldg, c, hout, z, ldz)
 	},
+	exp: func(x []float32) { expAsm(expAVX2, 8, &lstmConsts8[0], x) },
 }
 
 var avx512Kernel = &kernel{
@@ -112,6 +119,7 @@ var avx512Kernel = &kernel{
 	lstm: func(rows, h int, g []float32, ldg int, c, hout, z []float32, ldz int) {
 		lstmAsm(lstmAVX512, 16, &lstmConsts[0], rows, h, g, ldg, c, hout, z, ldz)
 	},
+	exp: func(x []float32) { expAsm(expAVX512, 16, &lstmConsts[0], x) },
 }
 
 // packPanels copies the first n columns of w (k rows, stride ldw) into dst as
@@ -154,4 +162,15 @@ func lstmAsm(fn lstmFunc, lanes int, consts *float32, rows, h int, g []float32, 
 	}
 	const f32 = int(unsafe.Sizeof(float32(0)))
 	fn(rows, h, &g[0], ldg*f32, &c[0], &hout[0], &z[0], ldz*f32, consts)
+}
+
+// expAsm exponentiates x in place: whole vectors in assembly, the rest in Go.
+func expAsm(fn func(n int, x *float32, consts *float32), lanes int, consts *float32, x []float32) {
+	n := len(x) / lanes * lanes
+	if n > 0 {
+		fn(n, &x[0], consts)
+	}
+	for i := n; i < len(x); i++ {
+		x[i] = expf(x[i])
+	}
 }

@@ -325,12 +325,14 @@ func (m *Model) normalize(dst, x []float32) int {
 	mean, inv := m.mean[:len(x)], m.invStd[:len(x)]
 	dst = dst[:len(x)]
 	for j, v := range x {
-		if !finite32(v) {
-			dst[j] = 0
+		// A NaN or infinite input makes the result non-finite too (and so
+		// does a finite one too large to normalise), so one check suffices.
+		d := (v - mean[j]) * inv[j]
+		if d-d != 0 {
+			d = 0
 			bad++
-			continue
 		}
-		dst[j] = (v - mean[j]) * inv[j]
+		dst[j] = d
 	}
 	return bad
 }

@@ -24,15 +24,18 @@ type Workspace struct {
 	model *Model
 	gen   uint64
 
-	f, h, c    int
-	k          int // H+F: [h, x̂] inputs and embeddings
-	n, npad    int // 4H+F gate and prediction columns, padded to the panel width
-	cpad       int // C padded to the panel width
-	chunk      int // hosts per chunk, a multiple of the kernel's tile rows
-	wg, bg     []float32
-	wc, bc     []float32
-	a, g, l    []float32
-	unpackedWg []float32 // scratch for packing
+	f, h, c int
+	k       int // H+F: [h, x̂] inputs and embeddings
+	// Widths padded to the kernel's panel width: the 4H gate columns, the F
+	// prediction columns (beside the gates in g, row stride ldg) and C.
+	gpad, fpad, ldg, cpad int
+	chunk                 int // hosts per chunk, a multiple of the kernel's tile rows
+
+	wg, bg  []float32 // gates: packed (H+F)×gpad and bias
+	wp, bp  []float32 // predictor: packed H×fpad and bias
+	wc, bc  []float32 // classifier: packed (H+F)×cpad and bias
+	a, g, l []float32 // per chunk: inputs/embeddings, gates+predictions, logits
+	scratch []float32 // for packing
 }
 
 // NewWorkspace returns a workspace for steps of up to maxBatch hosts through m,
@@ -65,42 +68,50 @@ func (ws *Workspace) prepare(m *Model) {
 	f, h, c := m.features, m.hidden, len(m.classes)
 	kern := ws.kern
 	ws.f, ws.h, ws.c, ws.k = f, h, c, h+f
-	ws.n = 4*h + f
-	ws.npad = roundUp(ws.n, kern.nr)
+	ws.gpad = roundUp(4*h, kern.nr)
+	ws.fpad = roundUp(f, kern.nr)
+	ws.ldg = ws.gpad + ws.fpad
 	ws.cpad = roundUp(c, kern.nr)
 	ws.chunk = min(roundUp(ws.maxB, kern.mr), chunkTiles*max(kern.mr, 8))
 	ws.chunk = roundUp(ws.chunk, kern.mr)
 	k := ws.k
 
-	// The gate GEMM's right-hand side is [W_hhᵀ; W_ihᵀ] beside [W_predᵀ; 0],
-	// so one product of the inputs [h_{t−1}, x̂_t] yields the four gate blocks
-	// and the prediction of x̂_t from h_{t−1}.
-	ws.unpackedWg = grow(ws.unpackedWg, k*ws.npad)
-	w := ws.unpackedWg
+	// The gate product's right-hand side is [W_hhᵀ; W_ihᵀ], so one product
+	// of the inputs [h_{t−1}, x̂_t] yields all four gate blocks. The
+	// predictor reads only h_{t−1}, the first H columns of the same inputs.
+	ws.scratch = grow(ws.scratch, k*max(ws.gpad, ws.fpad, ws.cpad))
+	w := ws.scratch[:k*ws.gpad]
 	clear(w)
 	for j := range 4 * h {
 		for l := range h {
-			w[l*ws.npad+j] = m.P.WeightHH[j*h+l]
+			w[l*ws.gpad+j] = m.P.WeightHH[j*h+l]
 		}
 		for l := range f {
-			w[(h+l)*ws.npad+j] = m.P.WeightIH[j*f+l]
+			w[(h+l)*ws.gpad+j] = m.P.WeightIH[j*f+l]
 		}
 	}
-	for p := range f {
-		for l := range h {
-			w[l*ws.npad+4*h+p] = m.P.PredW[p*h+l]
-		}
-	}
-	ws.wg = grow(ws.wg, k*ws.npad)
-	kern.pack(ws.wg, w, k, ws.npad)
-	ws.bg = grow(ws.bg, ws.npad)
+	ws.wg = grow(ws.wg, k*ws.gpad)
+	kern.pack(ws.wg, w, k, ws.gpad)
+	ws.bg = grow(ws.bg, ws.gpad)
 	clear(ws.bg)
 	for j := range 4 * h {
 		ws.bg[j] = m.P.BiasIH[j] + m.P.BiasHH[j]
 	}
-	copy(ws.bg[4*h:], m.P.PredB)
 
-	w = w[:k*ws.cpad]
+	w = ws.scratch[:h*ws.fpad]
+	clear(w)
+	for p := range f {
+		for l := range h {
+			w[l*ws.fpad+p] = m.P.PredW[p*h+l]
+		}
+	}
+	ws.wp = grow(ws.wp, h*ws.fpad)
+	kern.pack(ws.wp, w, h, ws.fpad)
+	ws.bp = grow(ws.bp, ws.fpad)
+	clear(ws.bp)
+	copy(ws.bp, m.P.PredB)
+
+	w = ws.scratch[:k*ws.cpad]
 	clear(w)
 	for cl := range c {
 		for l := range k {
@@ -114,7 +125,7 @@ func (ws *Workspace) prepare(m *Model) {
 	copy(ws.bc, m.P.ClsB)
 
 	ws.a = grow(ws.a, ws.chunk*k)
-	ws.g = grow(ws.g, ws.chunk*ws.npad)
+	ws.g = grow(ws.g, ws.chunk*ws.ldg)
 	ws.l = grow(ws.l, ws.chunk*ws.cpad)
 	ws.model, ws.gen = m, gen
 }
@@ -168,7 +179,7 @@ func (m *Model) Step(ws *Workspace, h, c, x []float32, out *StepOut) {
 	}
 	ws.prepare(m)
 	kern := ws.kern
-	k, npad, cpad, nc := ws.k, ws.npad, ws.cpad, ws.c
+	k, ldg, cpad, nc := ws.k, ws.ldg, ws.cpad, ws.c
 	out.B, out.C, out.D, out.Invalid = b, nc, k, 0
 	out.Probs = grow(out.Probs, b*nc)
 	out.Anomaly = grow(out.Anomaly, b)
@@ -187,9 +198,10 @@ func (m *Model) Step(ws *Workspace, h, c, x []float32, out *StepOut) {
 		// Rows past the last host of a short chunk hold the previous chunk's
 		// (finite) inputs: the kernel computes whole tiles, and their
 		// results are never read.
-		kern.gemm(tiles, npad, k, ws.a, k, ws.wg, ws.bg, ws.g, npad)
+		kern.gemm(tiles, ws.gpad, k, ws.a, k, ws.wg, ws.bg, ws.g, ldg)
+		kern.gemm(tiles, ws.fpad, hid, ws.a, k, ws.wp, ws.bp, ws.g[ws.gpad:], ldg)
 		for i := range rows {
-			pred := ws.g[i*npad+4*hid : i*npad+4*hid+f]
+			pred := ws.g[i*ldg+ws.gpad : i*ldg+ws.gpad+f]
 			xn := ws.a[i*k+hid : (i+1)*k]
 			var s float32
 			for j, p := range pred {
@@ -200,11 +212,33 @@ func (m *Model) Step(ws *Workspace, h, c, x []float32, out *StepOut) {
 		}
 		// The gate math overwrites h_{t−1} in the inputs with h_t, turning
 		// each row into the embedding [h_t, x̂_t] the classifier reads.
-		kern.lstm(rows, hid, ws.g, npad, cs, hs, ws.a, k)
+		kern.lstm(rows, hid, ws.g, ldg, cs, hs, ws.a, k)
 		kern.gemm(tiles, cpad, k, ws.a, k, ws.wc, ws.bc, ws.l, cpad)
 		copy(out.Emb[r0*k:(r0+rows)*k], ws.a[:rows*k])
+		// Softmax, with the exponentials of the whole chunk in one vector
+		// call: shift each row by its max, exponentiate, normalise.
 		for i := range rows {
-			softmax(out.Probs[(r0+i)*nc:(r0+i+1)*nc], ws.l[i*cpad:i*cpad+nc])
+			lg := ws.l[i*cpad : (i+1)*cpad]
+			mx := lg[0]
+			for _, v := range lg[1:nc] {
+				mx = max(mx, v)
+			}
+			for j := range lg {
+				lg[j] -= mx
+			}
+		}
+		kern.exp(ws.l[:rows*cpad])
+		for i := range rows {
+			e := ws.l[i*cpad : i*cpad+nc]
+			var sum float32
+			for _, v := range e {
+				sum += v
+			}
+			inv := 1 / sum
+			p := out.Probs[(r0+i)*nc : (r0+i+1)*nc]
+			for j, v := range e {
+				p[j] = v * inv
+			}
 		}
 	}
 }

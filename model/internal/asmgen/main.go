@@ -311,6 +311,41 @@ func (g *gen) recip1p(a isa, k func(int) string, p, t, u []string) {
 	_ = u
 }
 
+// expArray writes the in-place exponential over n floats (n a multiple of
+// the lanes): the softmax's exponentials for a whole chunk of hosts at once.
+//
+// func name(n int, x *float32, consts *float32)
+func (g *gen) expArray(a isa) {
+	name := "exp" + a.name
+	fmt.Fprintf(g, "// func %s(n int, x *float32, consts *float32)\n", name)
+	fmt.Fprintf(g, "TEXT ·%s(SB), NOSPLIT, $0-24\n", name)
+	g.op("MOVQ n+0(FP), BX")
+	g.op("MOVQ x+8(FP), SI")
+	g.op("MOVQ consts+16(FP), R12")
+	k := func(i int) string {
+		if a.reg == "Z" {
+			return a.r(16 + i)
+		}
+		return fmt.Sprintf("%d(R12)", i*a.constW)
+	}
+	if a.reg == "Z" {
+		for i := range nConsts {
+			g.op("VBROADCASTSS %d(R12), %s", i*a.constW, a.r(16+i))
+		}
+	}
+	g.op("SHRQ $%d, BX", map[int]int{8: 3, 16: 4}[a.lanes])
+	g.label(name + "_loop")
+	g.op("VMOVUPS (SI), %s", a.r(0))
+	g.exp(a, k, []string{a.r(0)}, []string{a.r(1)}, []string{a.r(2)}, []string{a.r(3)})
+	g.op("VMOVUPS %s, (SI)", a.r(2))
+	g.op("ADDQ $%d, SI", a.bytes)
+	g.op("DECQ BX")
+	g.op("JNZ %s_loop", name)
+	g.op("VZEROUPPER")
+	g.op("RET")
+	g.WriteString("\n")
+}
+
 func main() {
 	out := flag.String("out", "kernel_amd64.s", "output file")
 	flag.Parse()
@@ -323,6 +358,8 @@ func main() {
 	g.gemm(avx512, 12, 1)
 	g.lstm(avx2)
 	g.lstm(avx512)
+	g.expArray(avx2)
+	g.expArray(avx512)
 	if err := os.WriteFile(*out, g.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
