@@ -25,6 +25,17 @@ type golden struct {
 		H, C, X                         []float32
 		Anomaly, HOut, COut, Emb, Probs []float32
 	} `json:"step"`
+	Clip struct {
+		MaxNorm float64              `json:"max_norm"`
+		Norm    float64              `json:"norm"`
+		Grads   map[string][]float32 `json:"grads"`
+	} `json:"clip"`
+	AdamW struct {
+		LR          float32              `json:"lr"`
+		WeightDecay float32              `json:"weight_decay"`
+		Steps       int                  `json:"steps"`
+		Params      map[string][]float32 `json:"params"`
+	} `json:"adamw"`
 	Window struct {
 		S, T                   int
 		X, H0, C0              []float32
@@ -218,5 +229,57 @@ func TestGoldenWindow(t *testing.T) {
 	}
 	if err := near(dx, w.DX, 1e-5); err != nil {
 		t.Errorf("input gradient%v", err)
+	}
+}
+
+// goldenGrads returns the fixture's window gradients as a Params.
+func goldenGrads(t *testing.T, g *golden, m *Model) *Params {
+	t.Helper()
+	p := m.NewGrads()
+	for _, ts := range p.tensors(m.Features(), m.Hidden(), m.NumClasses()) {
+		if len(g.Window.Grads[ts.Name]) != len(ts.Data) {
+			t.Fatalf("fixture gradient %s has %d values, want %d", ts.Name, len(g.Window.Grads[ts.Name]), len(ts.Data))
+		}
+		copy(ts.Data, g.Window.Grads[ts.Name])
+	}
+	return p
+}
+
+func TestGoldenClipGradNorm(t *testing.T) {
+	g, m := loadGolden(t)
+	p := goldenGrads(t, g, m)
+	norm := ClipGradNorm(p, g.Clip.MaxNorm)
+	if math.Abs(norm-g.Clip.Norm) > 1e-5*g.Clip.Norm {
+		t.Errorf("ClipGradNorm = %g, want %g", norm, g.Clip.Norm)
+	}
+	for _, ts := range p.tensors(m.Features(), m.Hidden(), m.NumClasses()) {
+		if err := near(ts.Data, g.Clip.Grads[ts.Name], 1e-6); err != nil {
+			t.Errorf("clipped %s%v", ts.Name, err)
+		}
+	}
+}
+
+func TestGoldenAdamW(t *testing.T) {
+	g, m := loadGolden(t)
+	grad := goldenGrads(t, g, m)
+	cfg := DefaultAdamW()
+	cfg.LR, cfg.WeightDecay = g.AdamW.LR, g.AdamW.WeightDecay
+	opt, err := NewAdamW(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for step := range g.AdamW.Steps {
+		scaled := m.NewGrads()
+		for i, s := range scaled.slots() {
+			for j, v := range *grad.slots()[i] {
+				(*s)[j] = v * float32(1+step)
+			}
+		}
+		opt.Step(m, scaled)
+	}
+	for _, ts := range m.Tensors() {
+		if err := near(ts.Data, g.AdamW.Params[ts.Name], 1e-6); err != nil {
+			t.Errorf("after AdamW, %s%v", ts.Name, err)
+		}
 	}
 }

@@ -144,3 +144,78 @@ func TestTapeMissingInputHasZeroGradient(t *testing.T) {
 		}
 	}
 }
+
+func TestPrototypicalLossGradient(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 0))
+	const n, d = 9, 4
+	emb := make([]float64, n*d)
+	for i := range emb {
+		emb[i] = rng.NormFloat64()
+	}
+	labels := []int{0, 0, 1, 1, 2, 0, 1, 2, 2}
+	support := []bool{true, true, true, true, true, false, false, false, true}
+	grad := make([]float64, n*d)
+	if _, _, err := protoLoss(grad, emb, d, labels, support); err != nil {
+		t.Fatal(err)
+	}
+	scratch := make([]float64, n*d)
+	num := fd.Gradient(nil, func(v []float64) float64 {
+		l, _, err := protoLoss(scratch, v, d, labels, support)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}, emb, &fd.Settings{Formula: fd.Central, Step: 1e-6})
+	checkGrad(t, "prototypical", grad, num, 1e-6)
+}
+
+// TestHeadGradient checks the head-only gradient the adapter fine-tunes with.
+func TestHeadGradient(t *testing.T) {
+	m := newTestModel(t, 4, 3, []string{"benign", "a", "b"})
+	rng := rand.New(rand.NewPCG(6, 0))
+	const n = 7
+	d := m.EmbeddingDim()
+	emb := make([]float32, n*d)
+	for i := range emb {
+		emb[i] = float32(rng.NormFloat64())
+	}
+	labels := []int{0, 1, 2, 2, 1, 0, 2}
+	weight := []float32{0.5, 1, 2}
+	g := m.NewHeadGrads()
+	m.headGrad(g, emb, labels, weight)
+	for _, tc := range []struct {
+		name  string
+		param []float32
+		grad  []float32
+	}{{TensorClsW, m.P.ClsW, g.ClsW}, {TensorClsB, m.P.ClsB, g.ClsB}} {
+		orig := append([]float32(nil), tc.param...)
+		x := make([]float64, len(orig))
+		for i, v := range orig {
+			x[i] = float64(v)
+		}
+		num := fd.Gradient(nil, func(v []float64) float64 {
+			for i := range v {
+				tc.param[i] = float32(v[i])
+			}
+			return m.headLoss(emb, labels, weight)
+		}, x, &fd.Settings{Formula: fd.Central, Step: 1e-2})
+		copy(tc.param, orig)
+		got := make([]float64, len(tc.grad))
+		for i, v := range tc.grad {
+			got[i] = float64(v)
+		}
+		// float32 forward passes: a coarser step and tolerance.
+		checkGrad(t, tc.name, got, num, 2e-3)
+	}
+}
+
+func newTestModel(t testing.TB, f, h int, classes []string) *Model {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Features, cfg.Hidden, cfg.Classes = f, h, classes
+	m, err := New(cfg, rand.New(rand.NewPCG(7, 0)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}

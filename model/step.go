@@ -243,24 +243,6 @@ func (m *Model) Step(ws *Workspace, h, c, x []float32, out *StepOut) {
 	}
 }
 
-// softmax writes the softmax of logits into dst.
-func softmax(dst, logits []float32) {
-	mx := logits[0]
-	for _, v := range logits[1:] {
-		mx = max(mx, v)
-	}
-	var sum float32
-	for j, v := range logits {
-		e := expf(v - mx)
-		dst[j] = e
-		sum += e
-	}
-	inv := 1 / sum
-	for j := range dst {
-		dst[j] *= inv
-	}
-}
-
 // grow returns s resized to n, reusing its capacity.
 func grow(s []float32, n int) []float32 {
 	if cap(s) >= n {

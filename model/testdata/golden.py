@@ -13,7 +13,10 @@ with seeded weights, then records in float32:
   window: nn.LSTM over S sequences of T flows from given (h0, c0): embeddings,
           logits, predictions, the next-flow MSE and the cross-entropy
           (ignore_index=-1), and autograd's gradients of their sum with
-          respect to every parameter and the raw inputs.
+          respect to every parameter and the raw inputs;
+  clip:   torch.nn.utils.clip_grad_norm_ of those gradients;
+  adamw:  three torch.optim.AdamW steps from the window's parameters, with
+          decay on the weight matrices only, gradients scaled by 1, 2, 3.
 """
 import json, sys
 import torch
@@ -85,6 +88,27 @@ window = {"s": S, "t": T, "x": flat(xw), "h0": flat(h0), "c0": flat(c0),
           "grads": {k: flat(v.grad) for k, v in wparams.items()},
           "dx": flat(xw.grad)}
 
+# AdamW (decoupled decay on weight matrices only) and gradient clipping, from
+# the window's parameters and gradients.
+names = list(wparams)
+grads = {k: v.grad.detach().clone() for k, v in wparams.items()}
+clip_params = [torch.nn.Parameter(v.detach().clone()) for v in wparams.values()]
+for p, k in zip(clip_params, names):
+    p.grad = grads[k].clone()
+norm = torch.nn.utils.clip_grad_norm_(clip_params, max_norm=0.5)
+clip = {"max_norm": 0.5, "norm": float(norm), "grads": {k: flat(p.grad) for k, p in zip(names, clip_params)}}
+opt_params = {k: torch.nn.Parameter(v.detach().clone()) for k, v in wparams.items()}
+weights = [opt_params[k] for k in names if k.endswith("weight") or "weight_" in k]
+biases = [opt_params[k] for k in names if not (k.endswith("weight") or "weight_" in k)]
+opt = torch.optim.AdamW([{"params": weights, "weight_decay": 0.1},
+                         {"params": biases, "weight_decay": 0.0}],
+                        lr=0.01, betas=(0.9, 0.999), eps=1e-8)
+for i in range(3):
+    for k, p in opt_params.items():
+        p.grad = grads[k] * (1 + i)  # vary the gradient across steps
+    opt.step()
+adamw = {"lr": 0.01, "weight_decay": 0.1, "steps": 3, "params": {k: flat(p) for k, p in opt_params.items()}}
+
 json.dump({
     "generator": "model/testdata/golden.py",
     "torch": torch.__version__,
@@ -92,6 +116,6 @@ json.dump({
     "classes": ["benign", "scan", "beacon", "exfil"][:C],
     "norm_mean": flat(mean), "norm_std": flat(std),
     "params": {k: flat(v) for k, v in params.items()},
-    "step": step, "window": window,
+    "step": step, "window": window, "clip": clip, "adamw": adamw,
 }, sys.stdout)
 sys.stdout.write("\n")
