@@ -1,0 +1,212 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/metaids/metaids/schemas"
+)
+
+// Update returns the model as a record for the models topic: kind
+// schemas.UpdateFull carries everything (encoder, heads, normalisation,
+// classes, thresholds, exemplars); schemas.UpdateHead carries the classifier
+// head with its classes, thresholds and exemplars, plus the shape and spec
+// hash that ApplyHead checks it against. The record holds copies, so later
+// training does not change it. Signing is the caller's business.
+func (m *Model) Update(kind schemas.UpdateKind) (*schemas.ModelUpdate, error) {
+	u := &schemas.ModelUpdate{
+		Name:             m.Name,
+		Version:          m.Version,
+		ParentVersion:    m.ParentVersion,
+		Kind:             kind,
+		SpecHash:         m.SpecHash,
+		Features:         int32(m.features),
+		Hidden:           int32(m.hidden),
+		CreatedNs:        m.CreatedNs,
+		Classes:          slices.Clone(m.classes),
+		Thresholds:       slices.Clone(m.Thresholds),
+		AnomalyThreshold: m.AnomalyThreshold,
+		Exemplars:        cloneExemplars(m.Exemplars),
+	}
+	var tensors []Tensor
+	switch kind {
+	case schemas.UpdateFull:
+		u.NormMean, u.NormStd = slices.Clone(m.mean), slices.Clone(m.std)
+		tensors = m.Tensors()
+	case schemas.UpdateHead:
+		tensors = m.Tensors()[6:]
+	default:
+		return nil, fmt.Errorf("model update: %w: unknown kind %q", ErrInvalid, kind)
+	}
+	for _, t := range tensors {
+		u.Tensors = append(u.Tensors, schemas.Tensor{Name: t.Name, Rows: int32(t.Rows), Cols: int32(t.Cols), Data: slices.Clone(t.Data)})
+	}
+	return u, nil
+}
+
+// FromUpdate builds a model from a full update, checking everything a
+// scorer must not trust: dimensions, every tensor's presence and shape,
+// finiteness of all numbers, class names, and, unless specHash is empty,
+// that the model was trained for this feature spec. The error names the
+// field or tensor at fault and wraps ErrShape, ErrNonFinite, ErrSpecMismatch
+// or ErrInvalid.
+func FromUpdate(u *schemas.ModelUpdate, specHash string) (*Model, error) {
+	if u.Kind != schemas.UpdateFull {
+		return nil, fmt.Errorf("model update: %w: kind %q, want %q", ErrInvalid, u.Kind, schemas.UpdateFull)
+	}
+	if err := checkSpec(u.SpecHash, specHash); err != nil {
+		return nil, err
+	}
+	f, h := int(u.Features), int(u.Hidden)
+	if f < 1 || f > MaxFeatures || h < 1 || h > MaxHidden {
+		return nil, fmt.Errorf("model update: %w: features %d, hidden %d (limits %d, %d)", ErrShape, f, h, MaxFeatures, MaxHidden)
+	}
+	if err := checkClasses(u.Classes); err != nil {
+		return nil, fmt.Errorf("model update: classes: %w: %w", ErrInvalid, err)
+	}
+	m := newShaped(f, h, len(u.Classes))
+	m.Name, m.Version, m.ParentVersion, m.CreatedNs = u.Name, u.Version, u.ParentVersion, u.CreatedNs
+	m.SpecHash = u.SpecHash
+	copy(m.classes, u.Classes)
+	if err := m.setHeadMeta(u); err != nil {
+		return nil, err
+	}
+	if err := checkVec("norm_mean", u.NormMean, f); err != nil {
+		return nil, err
+	}
+	if err := checkVec("norm_std", u.NormStd, f); err != nil {
+		return nil, err
+	}
+	if err := m.SetNorm(u.NormMean, u.NormStd); err != nil {
+		return nil, fmt.Errorf("model update: %w", err)
+	}
+	if err := fillTensors(m.Tensors(), u.Tensors); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// ApplyHead returns a copy of m with the classifier head, classes,
+// thresholds, exemplars and version of the head-only (or full) update u.
+// The update must be for the same shape and feature spec; the encoder,
+// normalisation and m itself are unchanged.
+func (m *Model) ApplyHead(u *schemas.ModelUpdate) (*Model, error) {
+	if u.Kind != schemas.UpdateHead && u.Kind != schemas.UpdateFull {
+		return nil, fmt.Errorf("model update: %w: unknown kind %q", ErrInvalid, u.Kind)
+	}
+	if err := checkSpec(u.SpecHash, m.SpecHash); err != nil {
+		return nil, err
+	}
+	if int(u.Features) != m.features || int(u.Hidden) != m.hidden {
+		return nil, fmt.Errorf("model update: %w: head for features %d, hidden %d on a model of %d, %d", ErrShape, u.Features, u.Hidden, m.features, m.hidden)
+	}
+	if err := checkClasses(u.Classes); err != nil {
+		return nil, fmt.Errorf("model update: classes: %w: %w", ErrInvalid, err)
+	}
+	c := len(u.Classes)
+	out := m.Clone()
+	out.Name, out.Version, out.ParentVersion, out.CreatedNs = u.Name, u.Version, u.ParentVersion, u.CreatedNs
+	out.classes = slices.Clone(u.Classes)
+	out.Thresholds = make([]float32, c)
+	out.P.ClsW = make([]float32, c*m.EmbeddingDim())
+	out.P.ClsB = make([]float32, c)
+	if err := out.setHeadMeta(u); err != nil {
+		return nil, err
+	}
+	var head []schemas.Tensor
+	for _, t := range u.Tensors {
+		if t.Name == TensorClsW || t.Name == TensorClsB || u.Kind == schemas.UpdateHead {
+			head = append(head, t)
+		}
+	}
+	if err := fillTensors(out.Tensors()[6:], head); err != nil {
+		return nil, err
+	}
+	out.WeightsChanged()
+	return out, nil
+}
+
+// setHeadMeta copies and checks thresholds and exemplars.
+func (m *Model) setHeadMeta(u *schemas.ModelUpdate) error {
+	if err := checkVec("thresholds", u.Thresholds, len(m.classes)); err != nil {
+		return err
+	}
+	if !finite32(u.AnomalyThreshold) {
+		return fmt.Errorf("model update: anomaly_threshold: %w", ErrNonFinite)
+	}
+	copy(m.Thresholds, u.Thresholds)
+	m.AnomalyThreshold = u.AnomalyThreshold
+	d := m.EmbeddingDim()
+	for i, e := range u.Exemplars {
+		if e.Class < 0 || int(e.Class) >= len(m.classes) {
+			return fmt.Errorf("model update: exemplar %d: %w: class %d of %d", i, ErrInvalid, e.Class, len(m.classes))
+		}
+		if err := checkVec(fmt.Sprintf("exemplar %d", i), e.Embedding, d); err != nil {
+			return err
+		}
+	}
+	m.Exemplars = cloneExemplars(u.Exemplars)
+	return nil
+}
+
+func checkSpec(got, want string) error {
+	if want != "" && got != want {
+		return fmt.Errorf("model update: %w: model was trained for feature spec %q, this build computes %q", ErrSpecMismatch, got, want)
+	}
+	return nil
+}
+
+func checkVec(name string, v []float32, n int) error {
+	if len(v) != n {
+		return fmt.Errorf("model update: %s: %w: %d values, want %d", name, ErrShape, len(v), n)
+	}
+	for i, x := range v {
+		if !finite32(x) {
+			return fmt.Errorf("model update: %s[%d]: %w", name, i, ErrNonFinite)
+		}
+	}
+	return nil
+}
+
+// fillTensors copies each record tensor into the model tensor of its name,
+// requiring each exactly once, in its shape and finite.
+func fillTensors(dst []Tensor, src []schemas.Tensor) error {
+	byName := make(map[string]int, len(dst))
+	for i, t := range dst {
+		byName[t.Name] = i
+	}
+	seen := make([]bool, len(dst))
+	var errs []error
+	for _, t := range src {
+		i, ok := byName[t.Name]
+		if !ok {
+			errs = append(errs, fmt.Errorf("model update: tensor %q: %w: unknown name", t.Name, ErrInvalid))
+			continue
+		}
+		if seen[i] {
+			errs = append(errs, fmt.Errorf("model update: tensor %q: %w: appears twice", t.Name, ErrInvalid))
+			continue
+		}
+		seen[i] = true
+		want := dst[i]
+		if int(t.Rows) != want.Rows || int(t.Cols) != want.Cols || len(t.Data) != want.Rows*want.Cols {
+			errs = append(errs, fmt.Errorf("model update: tensor %q: %w: %d×%d with %d values, want %d×%d",
+				t.Name, ErrShape, t.Rows, t.Cols, len(t.Data), want.Rows, want.Cols))
+			continue
+		}
+		for j, v := range t.Data {
+			if !finite32(v) {
+				errs = append(errs, fmt.Errorf("model update: tensor %q: %w at row %d, column %d", t.Name, ErrNonFinite, j/want.Cols, j%want.Cols))
+				break
+			}
+		}
+		copy(want.Data, t.Data)
+	}
+	for i, ok := range seen {
+		if !ok {
+			errs = append(errs, fmt.Errorf("model update: tensor %q: %w: missing", dst[i].Name, ErrInvalid))
+		}
+	}
+	return errors.Join(errs...)
+}
