@@ -308,4 +308,3 @@ func (d *dec) f32s() []float32 {
 	}
 	return v
 }
-
