@@ -127,7 +127,20 @@ func (c *Codecs) encode(rc *recordCodec, dst []byte, native map[string]any) ([]b
 	if err != nil {
 		return dst[:n], fmt.Errorf("encode %s: %w", rc.subject, err)
 	}
+	if err := checkEncoded(rc.shape, out[n+HeaderLen:]); err != nil {
+		return dst[:n], fmt.Errorf("encode %s: %w", rc.subject, err)
+	}
 	return out, nil
+}
+
+// checkEncoded walks a body just encoded. It catches what the Go types let
+// through but decoders refuse, such as a string that is not UTF-8, so that
+// whatever an Append method writes, the Decode method reads back.
+func checkEncoded(s *shape, body []byte) error {
+	if err := checkBody(s, body); err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return nil
 }
 
 // decode unframes b, checks that it holds exactly one well-formed rc record,

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-
-	"github.com/linkedin/goavro/v2"
 )
 
 // A ModelUpdate's body must be the same bytes every time it is encoded, since
@@ -26,7 +24,7 @@ import (
 func (c *Codecs) AppendModelUpdate(dst []byte, u *ModelUpdate) ([]byte, error) {
 	n := len(dst)
 	dst = AppendHeader(dst, c.update.id)
-	out, err := appendModelBody(c.update.codec, dst, u, u.Signature)
+	out, err := appendModelBody(c.update, dst, u, u.Signature)
 	if err != nil {
 		return dst[:n], fmt.Errorf("encode %s: %w", c.update.subject, err)
 	}
@@ -35,7 +33,7 @@ func (c *Codecs) AppendModelUpdate(dst []byte, u *ModelUpdate) ([]byte, error) {
 
 // appendModelBody appends the canonical Avro body of u, with sig in place of
 // u.Signature, to dst.
-func appendModelBody(codec *goavro.Codec, dst []byte, u *ModelUpdate, sig []byte) ([]byte, error) {
+func appendModelBody(rc *recordCodec, dst []byte, u *ModelUpdate, sig []byte) ([]byte, error) {
 	if err := validateModelUpdate(u); err != nil {
 		return dst, err
 	}
@@ -48,7 +46,7 @@ func appendModelBody(codec *goavro.Codec, dst []byte, u *ModelUpdate, sig []byte
 		exemplars[i] = map[string]any{"class": e.Class, "embedding": appendFloats(nil, e.Embedding)}
 	}
 	start := len(dst)
-	out, err := codec.BinaryFromNative(dst, map[string]any{
+	out, err := rc.codec.BinaryFromNative(dst, map[string]any{
 		"name":              u.Name,
 		"version":           u.Version,
 		"parent_version":    u.ParentVersion,
@@ -78,7 +76,11 @@ func appendModelBody(codec *goavro.Codec, dst []byte, u *ModelUpdate, sig []byte
 	out = out[:len(out)-len(tail)]
 	out = appendGate(out, u.Gate)
 	out = appendAvroBytes(out, []byte(u.KeyID))
-	return appendAvroBytes(out, sig), nil
+	out = appendAvroBytes(out, sig)
+	if err := checkEncoded(rc.shape, out[start:]); err != nil {
+		return dst, err
+	}
+	return out, nil
 }
 
 // appendGate appends gate as an Avro map<double> with its keys sorted.

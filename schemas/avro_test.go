@@ -124,6 +124,8 @@ func TestAppendFlowRejects(t *testing.T) {
 		{"negative partition", func(f *Flow) { f.Source.Partition = -1 }, "source.partition -1"},
 		{"negative offset", func(f *Flow) { f.Source.Offset = -1 }, "source.offset -1"},
 		{"negative index", func(f *Flow) { f.Source.Index = -2 }, "source.index -2"},
+		{"service not utf-8", func(f *Flow) { f.Service = "dns\xff" }, "not valid UTF-8 in field service"},
+		{"topic not utf-8", func(f *Flow) { f.Source.Topic = "\xc3" }, "not valid UTF-8 in field source.topic"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -205,6 +207,14 @@ func TestDecodeFlowValidates(t *testing.T) {
 				t.Errorf("DecodeFlow on error = %+v, want zero Flow", got)
 			}
 		})
+	}
+}
+
+func TestDecodeFlowRejectsInvalidUTF8(t *testing.T) {
+	c := newCodecs(t)
+	b := rawFrame(t, SubjectFlow, 1, flowNative(func(m map[string]any) { m["service"] = goavro.Union("string", "\xed\xa0\x80") }))
+	if _, err := c.DecodeFlow(b); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "not valid UTF-8 in field service") {
+		t.Errorf("DecodeFlow(surrogate in service) = %v, want ErrMalformed naming the field", err)
 	}
 }
 

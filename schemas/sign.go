@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-
-	"github.com/linkedin/goavro/v2"
 )
 
 // Model updates are signed with Ed25519 over the canonical Avro body of the
@@ -77,15 +75,11 @@ func VerifyModelUpdate(u *ModelUpdate, keys map[string]ed25519.PublicKey) error 
 // schema on each call rather than caching a codec in a package variable:
 // updates are rare, and hashing their tensors costs far more.
 func signedBytes(u *ModelUpdate) ([]byte, error) {
-	text, err := Schema(SubjectModelUpdate)
+	rc, err := newRecordCodec(SubjectModelUpdate)
 	if err != nil {
 		return nil, err
 	}
-	codec, err := goavro.NewCodec(text)
-	if err != nil {
-		return nil, fmt.Errorf("compile schema %s: %w", SubjectModelUpdate, err)
-	}
-	return appendModelBody(codec, nil, u, nil)
+	return appendModelBody(rc, nil, u, nil)
 }
 
 // KeyID names a public key: the first 8 bytes of its SHA-256, in hex. Signers

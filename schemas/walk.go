@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // goavro sizes a decoded array or map from the block count before it reads a
@@ -306,19 +307,33 @@ func (w *walker) count(itemMin int) (int64, *walkError) {
 	return n, nil
 }
 
-// bytes skips a length-prefixed bytes or string value.
-func (w *walker) bytes() *walkError {
+// bytes skips a length-prefixed bytes or string value, returning its content.
+func (w *walker) bytes() ([]byte, *walkError) {
 	n, err := w.varint(10)
+	if err != nil {
+		return nil, err
+	}
+	if n < 0 {
+		return nil, malformed("negative length %d", n)
+	}
+	if n > int64(len(w.b)-w.pos) {
+		return nil, w.short(n)
+	}
+	w.pos += int(n)
+	return w.b[w.pos-int(n) : w.pos], nil
+}
+
+// str skips a string value, which must be UTF-8. goavro does not check, but
+// the JSON renderings and the SIEMs downstream would silently rewrite invalid
+// bytes, so a record would not say the same thing everywhere.
+func (w *walker) str() *walkError {
+	s, err := w.bytes()
 	if err != nil {
 		return err
 	}
-	if n < 0 {
-		return malformed("negative length %d", n)
+	if !utf8.Valid(s) {
+		return malformed("string is not valid UTF-8")
 	}
-	if n > int64(len(w.b)-w.pos) {
-		return w.short(n)
-	}
-	w.pos += int(n)
 	return nil
 }
 
@@ -347,8 +362,11 @@ func (w *walker) walk(s *shape) *walkError {
 		return w.skip(8)
 	case tFixed:
 		return w.skip(s.size)
-	case tBytes, tString:
-		return w.bytes()
+	case tBytes:
+		_, err := w.bytes()
+		return err
+	case tString:
+		return w.str()
 	case tEnum:
 		i, err := w.varint(10)
 		if err != nil {
@@ -390,7 +408,7 @@ func (w *walker) walk(s *shape) *walkError {
 			}
 			for range n {
 				if s.typ == tMap {
-					if err := w.bytes(); err != nil {
+					if err := w.str(); err != nil {
 						return err
 					}
 				}
