@@ -613,3 +613,38 @@ func TestDecodeModelUpdateValidates(t *testing.T) {
 		})
 	}
 }
+
+func TestCodecsConcurrent(t *testing.T) {
+	c := newCodecs(t)
+	f := sampleFlow()
+	u := sampleModel()
+	roundTrip := func() error {
+		b, err := c.AppendFlow(nil, &f)
+		if err != nil {
+			return err
+		}
+		if _, err := c.DecodeFlow(b); err != nil {
+			return err
+		}
+		if b, err = c.AppendModelUpdate(nil, &u); err != nil {
+			return err
+		}
+		_, err = c.DecodeModelUpdate(b)
+		return err
+	}
+	errs := make(chan error, 8)
+	for range cap(errs) {
+		go func() {
+			var err error
+			for i := 0; i < 50 && err == nil; i++ {
+				err = roundTrip()
+			}
+			errs <- err
+		}()
+	}
+	for range cap(errs) {
+		if err := <-errs; err != nil {
+			t.Errorf("concurrent round trip = %v", err)
+		}
+	}
+}
