@@ -21,6 +21,11 @@ var (
 	// cause is ingest and scorer running different releases.
 	ErrSpecMismatch = errors.New("feature spec mismatch")
 
+	// ErrNonFinite means a value that must be finite (a feature, a score)
+	// is NaN or infinite. A NaN stepped into a host's LSTM state would stay
+	// there, so such values are refused at every boundary.
+	ErrNonFinite = errors.New("value not finite")
+
 	// ErrShape means a slice passed to a builder has the wrong length for
 	// its schema (class probabilities, embedding).
 	ErrShape = errors.New("wrong shape")

@@ -3,6 +3,7 @@ package features
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"strconv"
 
 	"github.com/apache/arrow/go/v15/arrow"
@@ -51,7 +52,8 @@ type View struct {
 // when b is copied once into memory from mem).
 //
 // The bytes are untrusted. Decode returns an error wrapping ErrCorrupt when
-// they are not one well-formed stream of one batch, ErrSpecMismatch when the
+// they are not one well-formed stream of one batch or hold a feature value
+// that is not finite, ErrSpecMismatch when the
 // batch was built with another feature spec, and ErrSchemaMismatch when its
 // columns differ from Schema; the message names the offending column. It
 // does not panic, and it allocates only a small, fixed amount beyond b.
@@ -112,8 +114,24 @@ func decode(b []byte) (*View, error) {
 	}
 	for j := range v.feats {
 		v.feats[j] = rec.Column(FirstFeatureColumn + j).(*array.Float32).Float32Values()
+		// A NaN fed to a host's LSTM would stay in its state for good, so a
+		// batch that carries one is refused whole. Vector never makes one.
+		if i := firstNonFinite(v.feats[j]); i >= 0 {
+			rec.Release()
+			return nil, fmt.Errorf("%w: %w: feature %q row %d is %v", ErrCorrupt, ErrNonFinite, Default().Feature(j).Name, i, v.feats[j][i])
+		}
 	}
 	return v, nil
+}
+
+// firstNonFinite returns the index of the first NaN or infinity in x, or -1.
+func firstNonFinite(x []float32) int {
+	for i, f := range x {
+		if math.Float32bits(f)&0x7f800000 == 0x7f800000 {
+			return i
+		}
+	}
+	return -1
 }
 
 // Len returns the number of rows (flows).

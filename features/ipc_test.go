@@ -426,3 +426,29 @@ func splitStream(t *testing.T, b []byte) (batchStart, bodyLenAt, bufsAt, nodesAt
 	}
 	return batchStart, bodyLenAt, batchStart + 8 + bs, batchStart + 8 + ns
 }
+
+// TestDecodeNonFinite: a batch from some other producer that carries a NaN
+// or infinite feature is refused, naming the feature.
+func TestDecodeNonFinite(t *testing.T) {
+	for _, bad := range []float32{float32(math.NaN()), float32(math.Inf(1)), float32(math.Inf(-1))} {
+		mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+		b := encodeWith(t, Schema(), func(rb *array.RecordBuilder) {
+			for i, fb := range rb.Fields() {
+				if i == FirstFeatureColumn+idxLogPktsIn {
+					fb.(*array.Float32Builder).AppendValues([]float32{1, bad}, nil)
+					continue
+				}
+				fb.AppendEmptyValues(2)
+			}
+		})
+		v, err := Decode(b, mem)
+		if err == nil {
+			v.Release()
+			t.Fatalf("Decode(%v feature) = nil error, want ErrNonFinite", bad)
+		}
+		if !errors.Is(err, ErrCorrupt) || !errors.Is(err, ErrNonFinite) || !strings.Contains(err.Error(), `"log_pkts_in" row 1`) {
+			t.Errorf("Decode(%v feature) error = %v, want ErrCorrupt and ErrNonFinite naming log_pkts_in row 1", bad, err)
+		}
+		mem.AssertSize(t, 0)
+	}
+}

@@ -117,14 +117,18 @@ func NewScoresBuilder(mem memory.Allocator, classes []string, embedDim int) (*Sc
 	}, nil
 }
 
-// Append adds s as one row. It returns ErrShape, and adds nothing, when
-// s.Probs or s.Embedding has the wrong length.
+// Append adds s as one row. It adds nothing and returns ErrShape when
+// s.Probs or s.Embedding has the wrong length, and ErrNonFinite when a score
+// is NaN or infinite: DecodeScores would refuse the whole batch for it.
 func (b *ScoresBuilder) Append(s *Score) error {
 	if len(s.Probs) != len(b.classes) {
 		return fmt.Errorf("%w: %d class probabilities, want %d", ErrShape, len(s.Probs), len(b.classes))
 	}
 	if len(s.Embedding) != b.embedDim {
 		return fmt.Errorf("%w: embedding of %d, want %d", ErrShape, len(s.Embedding), b.embedDim)
+	}
+	if firstNonFinite([]float32{s.Anomaly}) >= 0 || firstNonFinite(s.Probs) >= 0 || firstNonFinite(s.Embedding) >= 0 {
+		return fmt.Errorf("%w: score of flow %016x", ErrNonFinite, s.FlowID)
 	}
 	b.flowID.Append(s.FlowID)
 	b.host.Append(s.Host)
@@ -174,7 +178,8 @@ type ScoresView struct {
 
 // DecodeScores reads a scores batch written by Encode from a ScoresBuilder
 // record. Like Decode, it treats b as untrusted and returns errors wrapping
-// ErrCorrupt or ErrSchemaMismatch, never panicking. It does not check the
+// ErrCorrupt (also for a NaN or infinite score) or ErrSchemaMismatch, never
+// panicking. It does not check the
 // feature spec hash, which the adapter compares with its model's
 // (ScoresView.SpecHash).
 func DecodeScores(b []byte, mem memory.Allocator) (v *ScoresView, err error) {
@@ -226,6 +231,20 @@ func decodeScores(b []byte) (*ScoresView, error) {
 	}
 	probs := rec.Column(scoreClassProbs).(*array.FixedSizeList).ListValues().(*array.Float32)
 	emb := rec.Column(scoreEmbedding).(*array.FixedSizeList).ListValues().(*array.Float32)
+	// The adapter trains on these; one NaN would poison a fine-tuning run.
+	for _, c := range []struct {
+		name string
+		vals []float32
+	}{
+		{"anomaly", rec.Column(scoreAnomaly).(*array.Float32).Float32Values()},
+		{"class_probs", probs.Float32Values()},
+		{"embedding", emb.Float32Values()},
+	} {
+		if i := firstNonFinite(c.vals); i >= 0 {
+			rec.Release()
+			return nil, fmt.Errorf("%w: %w: %s value %d is %v", ErrCorrupt, ErrNonFinite, c.name, i, c.vals[i])
+		}
+	}
 	return &ScoresView{
 		rec:      rec,
 		classes:  classes,

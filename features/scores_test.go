@@ -188,3 +188,44 @@ func TestDecodeScoresRejects(t *testing.T) {
 		t.Errorf("Decode(scores batch) error = %v, want ErrSchemaMismatch", err)
 	}
 }
+
+func TestScoresNonFinite(t *testing.T) {
+	mem := memory.NewCheckedAllocator(memory.NewGoAllocator())
+	defer mem.AssertSize(t, 0)
+	b, err := NewScoresBuilder(mem, testClasses, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Release()
+	nan := float32(math.NaN())
+	for _, s := range []Score{
+		{Anomaly: nan, Probs: make([]float32, 4), Embedding: make([]float32, 2)},
+		{Probs: []float32{0, 0, float32(math.Inf(1)), 0}, Embedding: make([]float32, 2)},
+		{Probs: make([]float32, 4), Embedding: []float32{0, nan}},
+	} {
+		if err := b.Append(&s); !errors.Is(err, ErrNonFinite) {
+			t.Errorf("Append(%+v) error = %v, want ErrNonFinite", s, err)
+		}
+	}
+	// Written around the builder, a NaN must still not get through.
+	schema, _ := ScoresSchema(testClasses, 2)
+	msg := encodeWith(t, schema, func(rb *array.RecordBuilder) {
+		for i, fb := range rb.Fields() {
+			if i == scoreEmbedding {
+				l := fb.(*array.FixedSizeListBuilder)
+				l.Append(true)
+				l.ValueBuilder().(*array.Float32Builder).AppendValues([]float32{1, nan}, nil)
+				continue
+			}
+			fb.AppendEmptyValue()
+		}
+	})
+	v, err := DecodeScores(msg, mem)
+	if err == nil {
+		v.Release()
+		t.Fatalf("DecodeScores(NaN embedding) = nil error, want ErrNonFinite")
+	}
+	if !errors.Is(err, ErrNonFinite) || !strings.Contains(err.Error(), "embedding value 1") {
+		t.Errorf("DecodeScores(NaN embedding) error = %v, want ErrNonFinite naming embedding value 1", err)
+	}
+}

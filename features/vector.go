@@ -27,6 +27,10 @@ const (
 // Every value is finite for every input, including hostile counters and
 // timestamps, and Vector allocates nothing when dst has room.
 //
+// Flow.Service is not used: only some shippers fill it, and the same
+// traffic must give the same vector whichever shipper saw it. The service
+// classes come from the destination port alone.
+//
 // Unidirectional shippers report zero In counters. The In features are then
 // constant and carry no information, but every Out, duration, rate, flag,
 // port and address feature still does: a scan is still many short,
