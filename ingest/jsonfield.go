@@ -10,9 +10,11 @@ import (
 // a RecordError naming the field otherwise.
 
 // jsonText returns the text of a scalar value: a number's literal or a
-// string's content, unescaped into buf if needed. ok is false for null,
-// booleans, objects and arrays.
-func jsonText(v jsonVal, buf []byte) (b []byte, ok bool) {
+// string's content. ok is false for null, booleans, objects and arrays. A
+// string with escapes is unescaped into a new slice: shippers escape nothing
+// in the fields read here, so that path is rare, and a stack buffer would
+// move to the heap on every call because the parsers keep their input.
+func jsonText(v jsonVal) (b []byte, ok bool) {
 	switch v.kind {
 	case jsonNumber:
 		return v.raw, true
@@ -20,7 +22,7 @@ func jsonText(v jsonVal, buf []byte) (b []byte, ok bool) {
 		if !v.esc {
 			return v.raw, true
 		}
-		b, _ = appendUnescaped(buf[:0], v.raw)
+		b, _ = appendUnescaped(nil, v.raw)
 		return b, true
 	}
 	return nil, false
@@ -33,8 +35,7 @@ func jAddr(v jsonVal, field string) (netip.Addr, bool, error) {
 	if v.kind != jsonString {
 		return netip.Addr{}, false, recErr(ReasonBadAddress, field, errNotString)
 	}
-	var buf [64]byte
-	b, _ := jsonText(v, buf[:])
+	b, _ := jsonText(v)
 	a, err := parseAddr(b)
 	if err != nil {
 		return a, false, recErr(ReasonBadAddress, field, err)
@@ -46,8 +47,7 @@ func jPort(v jsonVal, field string) (uint16, bool, error) {
 	if v.kind == jsonNull {
 		return 0, false, nil
 	}
-	var buf [32]byte
-	b, ok := jsonText(v, buf[:])
+	b, ok := jsonText(v)
 	if !ok {
 		return 0, false, recErr(ReasonBadPort, field, errNotNumber)
 	}
@@ -62,8 +62,7 @@ func jCount(v jsonVal, field string) (uint64, bool, error) {
 	if v.kind == jsonNull {
 		return 0, false, nil
 	}
-	var buf [32]byte
-	b, ok := jsonText(v, buf[:])
+	b, ok := jsonText(v)
 	if !ok {
 		return 0, false, recErr(ReasonBadCounter, field, errNotNumber)
 	}
@@ -78,8 +77,7 @@ func jFlags(v jsonVal, field string) (uint8, error) {
 	if v.kind == jsonNull {
 		return 0, nil
 	}
-	var buf [32]byte
-	b, ok := jsonText(v, buf[:])
+	b, ok := jsonText(v)
 	if !ok {
 		return 0, recErr(ReasonBadCounter, field, errNotNumber)
 	}
@@ -94,8 +92,7 @@ func jProto(v jsonVal, field string) (uint8, bool, error) {
 	if v.kind == jsonNull {
 		return 0, false, nil
 	}
-	var buf [32]byte
-	b, ok := jsonText(v, buf[:])
+	b, ok := jsonText(v)
 	if !ok {
 		return 0, false, recErr(ReasonMalformed, field, errBadProto)
 	}
@@ -111,8 +108,7 @@ func jInt64(v jsonVal, field string) (int64, bool, error) {
 	if v.kind == jsonNull {
 		return 0, false, nil
 	}
-	var buf [32]byte
-	b, ok := jsonText(v, buf[:])
+	b, ok := jsonText(v)
 	if !ok {
 		return 0, false, recErr(ReasonMalformed, field, errNotNumber)
 	}
@@ -129,8 +125,7 @@ func jEpoch(v jsonVal, field string, unitNs int64) (int64, bool, error) {
 	if v.kind == jsonNull {
 		return 0, false, nil
 	}
-	var buf [40]byte
-	b, ok := jsonText(v, buf[:])
+	b, ok := jsonText(v)
 	if !ok {
 		return 0, false, recErr(ReasonMalformed, field, errNotTime)
 	}
@@ -141,12 +136,12 @@ func jEpoch(v jsonVal, field string, unitNs int64) (int64, bool, error) {
 	return ns, true, nil
 }
 
-// jString returns a string value's text (unescaped into buf if needed).
-func jString(v jsonVal, buf []byte) ([]byte, bool) {
+// jString returns a string value's text, unescaped.
+func jString(v jsonVal) ([]byte, bool) {
 	if v.kind != jsonString {
 		return nil, false
 	}
-	return jsonText(v, buf)
+	return jsonText(v)
 }
 
 // timeErr classifies a time that does not parse (malformed) apart from one

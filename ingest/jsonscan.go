@@ -1,7 +1,9 @@
 package ingest
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"unicode/utf8"
 )
 
@@ -77,16 +79,7 @@ func (s *jsonScanner) reset(b []byte) {
 	s.b, s.i, s.n, s.inArray, s.arrayN = b, 0, 0, false, 0
 }
 
-func (s *jsonScanner) ws() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
+func (s *jsonScanner) ws() { s.i = skipWS(s.b, s.i) }
 
 // atEnd reports whether only whitespace is left.
 func (s *jsonScanner) atEnd() bool {
@@ -107,47 +100,143 @@ func (s *jsonScanner) objBegin() error {
 
 // member reads the next member of the object opened by objBegin. At the
 // closing '}' it returns done.
+//
+// This is the hot loop of every JSON decoder, so the common case — an
+// unescaped key and a plain string or integer value, no whitespace — runs on
+// local copies of the scanner's fields; anything else falls back to str and
+// value.
 func (s *jsonScanner) member() (key []byte, v jsonVal, done bool, err error) {
-	s.ws()
-	if s.i >= len(s.b) {
+	b, i := s.b, skipWS(s.b, s.i)
+	if i >= len(b) {
+		s.i = i
 		return nil, v, false, s.fail("unexpected end in object")
 	}
-	c := s.b[s.i]
-	if c == '}' {
-		s.i++
+	if b[i] == '}' {
+		s.i = i + 1
 		return nil, v, true, nil
 	}
 	if s.n > 0 {
-		if c != ',' {
+		if b[i] != ',' {
+			s.i = i
 			return nil, v, false, s.fail("want ',' or '}'")
 		}
-		s.i++
-		s.ws()
+		i = skipWS(b, i+1)
 	}
-	raw, esc, err := s.str()
-	if err != nil {
-		return nil, v, false, err
+	if i >= len(b) || b[i] != '"' {
+		s.i = i
+		return nil, v, false, s.fail("want string")
 	}
-	key = raw
-	if esc {
-		k, ok := appendUnescaped(s.kbuf[:0], raw)
-		if !ok {
-			return nil, v, false, s.fail("bad escape in key")
+	// scanPlain, written out: this is the single hottest loop, and the
+	// function is just too big for the inliner.
+	j := i + 1
+	for j+8 <= len(b) {
+		const lo, hi = 0x0101010101010101, 0x8080808080808080
+		x := binary.LittleEndian.Uint64(b[j:])
+		q, e := x^(lo*'"'), x^(lo*'\\')
+		if t := (((q - lo) &^ q) | ((e - lo) &^ e) | ((x - lo*0x20) &^ x)) & hi; t != 0 {
+			j += bits.TrailingZeros64(t) / 8
+			goto keyEnd
 		}
-		key = k
+		j += 8
 	}
-	s.ws()
-	if s.i >= len(s.b) || s.b[s.i] != ':' {
+	for j < len(b) && strPlain[b[j]] {
+		j++
+	}
+keyEnd:
+	if j < len(b) && b[j] == '"' {
+		key, i = b[i+1:j], j+1
+	} else {
+		s.i = i
+		raw, esc, err := s.str()
+		if err != nil {
+			return nil, v, false, err
+		}
+		key, i = raw, s.i
+		if esc {
+			k, ok := appendUnescaped(s.kbuf[:0], raw)
+			if !ok {
+				return nil, v, false, s.fail("bad escape in key")
+			}
+			key = k
+		}
+	}
+	i = skipWS(b, i)
+	if i >= len(b) || b[i] != ':' {
+		s.i = i
 		return nil, v, false, s.fail("want ':'")
 	}
-	s.i++
-	s.ws()
-	v, err = s.value(0)
-	if err != nil {
+	i = skipWS(b, i+1)
+	if i < len(b) {
+		switch c := b[i]; {
+		case c == '"':
+			j := scanPlain(b, i+1)
+			if j < len(b) && b[j] == '"' {
+				s.i = j + 1
+				s.n++
+				return key, jsonVal{raw: b[i+1 : j], kind: jsonString}, false, nil
+			}
+		case '0' <= c && c <= '9':
+			// A plain integer; fractions, exponents and leading zeros
+			// take the full path.
+			j := i + 1
+			if c != '0' {
+				j = skipDigits(b, j)
+			}
+			if j >= len(b) || b[j] != '.' && b[j] != 'e' && b[j] != 'E' && (b[j] < '0' || b[j] > '9') {
+				s.i = j
+				s.n++
+				return key, jsonVal{raw: b[i:j], kind: jsonNumber}, false, nil
+			}
+		case c == '[' && i+1 < len(b) && b[i+1] == ']':
+			// goflow2 writes a dozen empty arrays per record.
+			s.i = i + 2
+			s.n++
+			return key, jsonVal{raw: b[i : i+2], kind: jsonArray}, false, nil
+		}
+	}
+	s.i = i
+	if v, err = s.value(0); err != nil {
 		return nil, v, false, err
 	}
 	s.n++
 	return key, v, false, nil
+}
+
+// scanPlain returns the index of the first byte at or after j that ends or
+// escapes a JSON string, or is a control character: '"', '\\' or below
+// 0x20. It tests eight bytes per step with the classic has-zero-byte bit
+// trick: keys and values are mostly 5–20 bytes, where a byte loop costs
+// more than the rest of the member.
+func scanPlain(b []byte, j int) int {
+	const lo, hi = 0x0101010101010101, 0x8080808080808080
+	for j+8 <= len(b) {
+		x := binary.LittleEndian.Uint64(b[j:])
+		q := x ^ (lo * '"')
+		e := x ^ (lo * '\\')
+		// For each test the lowest flagged byte is exact (borrows only
+		// run upwards from a flagged byte), so the lowest bit of the union
+		// is the first byte that needs attention.
+		t := ((q - lo) &^ q) | ((e - lo) &^ e) | ((x - lo*0x20) &^ x)
+		if t &= hi; t != 0 {
+			return j + bits.TrailingZeros64(t)/8
+		}
+		j += 8
+	}
+	for j < len(b) && strPlain[b[j]] {
+		j++
+	}
+	return j
+}
+
+// skipWS returns the index of the first non-whitespace byte at or after i.
+func skipWS(b []byte, i int) int {
+	for i < len(b) {
+		if c := b[i]; c > ' ' || c != ' ' && c != '\t' && c != '\n' && c != '\r' {
+			return i
+		}
+		i++
+	}
+	return i
 }
 
 // str reads a string starting at the opening quote and returns its raw
@@ -160,10 +249,7 @@ func (s *jsonScanner) str() (raw []byte, esc bool, err error) {
 	start := s.i
 	b := s.b
 	for {
-		i := s.i
-		for i < len(b) && strPlain[b[i]] {
-			i++
-		}
+		i := scanPlain(b, s.i)
 		s.i = i
 		if i >= len(b) {
 			return nil, false, s.fail("unterminated string")

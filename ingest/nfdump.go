@@ -46,8 +46,7 @@ func (d *nfdumpDecoder) object(rec []byte, i int, f *schemas.Flow) (int, *Skip, 
 		}
 		switch string(key) {
 		case "type":
-			var buf [16]byte
-			t, _ := jString(v, buf[:])
+			t, _ := jString(v)
 			nonFlow = string(t) != "FLOW"
 		case "src4_addr":
 			src4, _, err = jAddr(v, "src4_addr")
@@ -110,8 +109,7 @@ func (d *nfdumpDecoder) object(rec []byte, i int, f *schemas.Flow) (int, *Skip, 
 }
 
 func (d *nfdumpDecoder) time(v jsonVal, field string) (int64, error) {
-	var buf [40]byte
-	b, ok := jString(v, buf[:])
+	b, ok := jString(v)
 	if !ok {
 		if v.kind == jsonNull {
 			return 0, nil
@@ -131,8 +129,7 @@ func nfdumpFlags(v jsonVal) (uint8, error) {
 	if v.kind == jsonNumber {
 		return jFlags(v, "tcp_flags")
 	}
-	var buf [16]byte
-	b, ok := jString(v, buf[:])
+	b, ok := jString(v)
 	if !ok {
 		return 0, recErr(ReasonBadCounter, "tcp_flags", errNotNumber)
 	}

@@ -93,8 +93,7 @@ func (d *nprobeDecoder) object(rec []byte, i int, f *schemas.Flow) (int, *Skip, 
 		case "FLOW_DURATION_MILLISECONDS":
 			durMs, _, err = jEpoch(v, "FLOW_DURATION_MILLISECONDS", 1e6)
 		case "L7_PROTO_NAME":
-			var buf [64]byte
-			if name, ok := jString(v, buf[:]); ok {
+			if name, ok := jString(v); ok {
 				if j := bytes.IndexByte(name, '.'); j >= 0 {
 					name = name[:j]
 				}

@@ -48,8 +48,7 @@ func (d *pmacctDecoder) object(rec []byte, i int, f *schemas.Flow) (int, *Skip, 
 		}
 		switch string(key) {
 		case "event_type":
-			var buf [32]byte
-			et, _ := jString(v, buf[:])
+			et, _ := jString(v)
 			nonFlow = string(et) != "purge" && string(et) != "" && v.kind != jsonNull
 		case "ip_src":
 			f.SrcAddr, haveSrc, err = jAddr(v, "ip_src")
@@ -114,8 +113,7 @@ func (d *pmacctDecoder) time(v jsonVal, field string) (int64, error) {
 	if v.kind == jsonNull {
 		return 0, nil
 	}
-	var buf [40]byte
-	b, ok := jsonText(v, buf[:])
+	b, ok := jsonText(v)
 	if !ok {
 		return 0, recErr(ReasonMalformed, field, errNotTime)
 	}

@@ -37,7 +37,6 @@ func (d *suricataDecoder) object(rec []byte, i int, f *schemas.Flow) (int, *Skip
 		flow, nflow, tcp          jsonVal
 		haveSrc, haveDst, haveEvt bool
 		haveProto                 bool
-		buf                       [3][64]byte
 	)
 	for {
 		key, v, done, err := s.member()
@@ -49,9 +48,9 @@ func (d *suricataDecoder) object(rec []byte, i int, f *schemas.Flow) (int, *Skip
 		}
 		switch string(key) {
 		case "event_type":
-			event, haveEvt = jString(v, buf[0][:])
+			event, haveEvt = jString(v)
 		case "timestamp":
-			ts, _ = jString(v, buf[1][:])
+			ts, _ = jString(v)
 		case "src_ip":
 			f.SrcAddr, haveSrc, err = jAddr(v, "src_ip")
 		case "dest_ip":
@@ -63,7 +62,7 @@ func (d *suricataDecoder) object(rec []byte, i int, f *schemas.Flow) (int, *Skip
 		case "proto":
 			f.Proto, haveProto, err = jProto(v, "proto")
 		case "app_proto":
-			appProto, _ = jString(v, buf[2][:])
+			appProto, _ = jString(v)
 		case "flow":
 			flow = v
 		case "netflow":
@@ -173,8 +172,7 @@ func (d *suricataDecoder) counters(v jsonVal, netflow bool, f *schemas.Flow) err
 			if key[0] == 'e' {
 				field = "flow.end"
 			}
-			var buf [64]byte
-			b, ok := jString(v, buf[:])
+			b, ok := jString(v)
 			if !ok {
 				return recErr(ReasonMalformed, field, errNotTime)
 			}
@@ -212,8 +210,7 @@ func suricataTCPFlags(v jsonVal) (uint8, error) {
 			break
 		}
 		if string(key) == "tcp_flags" {
-			var buf [8]byte
-			b, ok := jString(v, buf[:])
+			b, ok := jString(v)
 			n, herr := parseHexByte(b)
 			if !ok || herr != nil {
 				return 0, recErr(ReasonBadCounter, "tcp.tcp_flags", errNotNumber)
