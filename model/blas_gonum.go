@@ -1,5 +1,3 @@
-//go:build !netlib || !cgo
-
 package model
 
 import (
@@ -7,6 +5,8 @@ import (
 	"gonum.org/v1/gonum/blas/gonum"
 )
 
-// portableBLAS backs the portable kernel. Build with -tags netlib (and cgo)
-// to use OpenBLAS instead.
+// portableBLAS backs the portable kernel. It is gonum's pure-Go BLAS: an
+// OpenBLAS build (gonum.org/v1/netlib) was not faster than the assembly
+// kernels for the step's shapes, so none is offered; any
+// blas.Float32Level3 would do here.
 var portableBLAS blas.Float32Level3 = gonum.Implementation{}
