@@ -35,7 +35,9 @@ const (
 
 // FirstFeatureColumn is the column index of feature 0 in the features
 // schema; feature j is column FirstFeatureColumn+j.
-const FirstFeatureColumn = numIdentityCols
+const FirstFeatureColumn = 8
+
+var _ = [1]struct{}{}[FirstFeatureColumn-numIdentityCols] // fails to compile if they differ
 
 var identityFields = [numIdentityCols]arrow.Field{
 	colFlowID:  {Name: "flow_id", Type: arrow.PrimitiveTypes.Uint64},

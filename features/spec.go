@@ -14,7 +14,7 @@ import (
 const SpecVersion = 1
 
 // NumFeatures is the length of every feature vector.
-const NumFeatures = int(numFeatures)
+const NumFeatures = 34
 
 // Feature indices. The order is part of the spec: models index vectors by
 // position. Only IdxDeltaT is exported, because it is the one slot another
@@ -62,7 +62,15 @@ const (
 // over ingest replicas and input partitions), so Vector leaves it at 0 and
 // the scorer, which holds per-host state, writes DeltaT(gap) into this slot
 // before stepping the model. The trainer does the same from its ordered data.
-const IdxDeltaT = idxDeltaT
+const IdxDeltaT = 33
+
+// The exported constants are literals so that their documentation shows
+// the numbers; these index expressions fail to compile if one drifts from
+// the iota list above.
+var (
+	_ = [1]struct{}{}[NumFeatures-numFeatures]
+	_ = [1]struct{}{}[IdxDeltaT-idxDeltaT]
+)
 
 // Destination-service classes by port. The Def strings in the spec are
 // generated from these lists, and a test checks that serviceClass agrees
