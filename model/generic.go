@@ -7,13 +7,13 @@ import (
 	"gonum.org/v1/gonum/blas/gonum"
 )
 
-// Float is the element type of the training math. Models hold float32; the
+// float is the element type of the training math. Models hold float32; the
 // same code instantiated at float64 is what the gradient checks test, so
 // finite differences are not drowned by float32 rounding.
-type Float interface{ ~float32 | ~float64 }
+type float interface{ ~float32 | ~float64 }
 
 // gparams is Params at element type T; at float32 its slices alias a Model's.
-type gparams[T Float] struct {
+type gparams[T float] struct {
 	wih, whh, bih, bhh, pw, pb, cw, cb []T
 }
 
@@ -28,7 +28,7 @@ func aliasParams(p *Params) gparams[float32] {
 // gemm is C = alpha·op(A)·op(B) + beta·C through gonum's BLAS at either
 // precision. Training is not the hot path, so gonum's own implementation is
 // used whatever the step's kernel.
-func gemm[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
+func gemm[T float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb int, beta T, c []T, ldc int) {
 	if m == 0 || n == 0 {
 		return
 	}
@@ -49,11 +49,11 @@ func gemm[T Float](tA, tB bool, m, n, k int, alpha T, a []T, lda int, b []T, ldb
 
 // sigmoid and tanh for training use the accurate float64 functions: the
 // backward pass reuses their outputs, and the golden tests compare them.
-func sigmoid[T Float](x T) T { return T(1 / (1 + math.Exp(-float64(x)))) }
-func tanh[T Float](x T) T    { return T(math.Tanh(float64(x))) }
+func sigmoid[T float](x T) T { return T(1 / (1 + math.Exp(-float64(x)))) }
+func tanh[T float](x T) T    { return T(math.Tanh(float64(x))) }
 
 // colSum adds the column sums of the rows×cols matrix a to dst.
-func colSum[T Float](dst, a []T, rows, cols int) {
+func colSum[T float](dst, a []T, rows, cols int) {
 	for r := range rows {
 		for j, v := range a[r*cols : (r+1)*cols] {
 			dst[j] += v

@@ -18,7 +18,7 @@ func PrototypicalLoss(grad, emb []float32, d int, labels []int, support []bool) 
 	return protoLoss(grad, emb, d, labels, support)
 }
 
-func protoLoss[T Float](grad, emb []T, d int, labels []int, support []bool) (loss, acc float64, err error) {
+func protoLoss[T float](grad, emb []T, d int, labels []int, support []bool) (loss, acc float64, err error) {
 	n := len(labels)
 	if d <= 0 || len(emb) != n*d || len(grad) != n*d || len(support) != n {
 		panic(fmt.Sprintf("model: PrototypicalLoss: %d and %d values, %d labels, %d support flags, d=%d", len(emb), len(grad), n, len(support), d))

@@ -143,6 +143,11 @@ type StepOut struct {
 	Anomaly []float32
 	// Emb holds the embeddings z = [h_t, x̂_t], B×(H+F) row-major.
 	Emb []float32
+	// Errors holds, when WantErrors is set, the per-feature squared
+	// prediction errors (B×F) whose mean is Anomaly: what explains an
+	// anomaly alert. Left untouched otherwise, to save the writes.
+	Errors     []float32
+	WantErrors bool
 	// Invalid counts the non-finite raw feature values this step treated as
 	// missing (replaced by the feature's mean).
 	Invalid int
@@ -184,6 +189,9 @@ func (m *Model) Step(ws *Workspace, h, c, x []float32, out *StepOut) {
 	out.Probs = grow(out.Probs, b*nc)
 	out.Anomaly = grow(out.Anomaly, b)
 	out.Emb = grow(out.Emb, b*k)
+	if out.WantErrors {
+		out.Errors = grow(out.Errors, b*f)
+	}
 	invF := 1 / float32(f)
 
 	for r0 := 0; r0 < b; r0 += ws.chunk {
@@ -204,9 +212,18 @@ func (m *Model) Step(ws *Workspace, h, c, x []float32, out *StepOut) {
 			pred := ws.g[i*ldg+ws.gpad : i*ldg+ws.gpad+f]
 			xn := ws.a[i*k+hid : (i+1)*k]
 			var s float32
-			for j, p := range pred {
-				d := p - xn[j]
-				s += d * d
+			if out.WantErrors {
+				e := out.Errors[(r0+i)*f : (r0+i+1)*f]
+				for j, p := range pred {
+					d := p - xn[j]
+					e[j] = d * d
+					s += d * d
+				}
+			} else {
+				for j, p := range pred {
+					d := p - xn[j]
+					s += d * d
+				}
 			}
 			out.Anomaly[r0+i] = s * invF
 		}

@@ -28,7 +28,7 @@ func TestStepMatchesTape(t *testing.T) {
 				ws := newWorkspace(m, seqs, kern)
 				h, c := make([]float32, seqs*shape.h), make([]float32, seqs*shape.h)
 				xt := make([]float32, seqs*shape.f)
-				var out StepOut
+				out := StepOut{WantErrors: true}
 				for st := range steps {
 					for s := range seqs {
 						copy(xt[s*shape.f:], x[(s*steps+st)*shape.f:(s*steps+st+1)*shape.f])
@@ -42,6 +42,13 @@ func TestStepMatchesTape(t *testing.T) {
 							anomaly += d * d
 						}
 						anomaly /= float64(shape.f)
+						var sum float64
+						for _, e := range out.Errors[s*shape.f : (s+1)*shape.f] {
+							sum += float64(e)
+						}
+						if d := math.Abs(sum/float64(shape.f) - float64(out.Anomaly[s])); d > 1e-5*max(1, sum) {
+							t.Fatalf("step %d host %d: mean of Errors %g, Anomaly %g", st, s, sum/float64(shape.f), out.Anomaly[s])
+						}
 						probs := make([]float32, shape.c)
 						softmax(probs, tp.Logits(s, st))
 						if err := near(out.EmbOf(s), tp.Emb(s, st), 2e-5); err != nil {

@@ -9,7 +9,7 @@ import (
 // tape is the forward pass over windows of flows, kept for backpropagation
 // through time. Buffers are time-major ([t][s][…]) so each time step is one
 // matrix product over all sequences.
-type tape[T Float] struct {
+type tape[T float] struct {
 	f, h, c, k int
 	maxS, n    int // sequences allocated for, steps per window
 	s          int // sequences in the current forward pass
@@ -33,7 +33,7 @@ type tape[T Float] struct {
 	dropout     T
 }
 
-func newTape[T Float](f, h, c, maxS, n int) *tape[T] {
+func newTape[T float](f, h, c, maxS, n int) *tape[T] {
 	if maxS < 1 || n < 1 {
 		panic(fmt.Sprintf("model: NewTape: %d sequences of %d steps", maxS, n))
 	}
@@ -148,7 +148,7 @@ func (tp *tape[T]) forward(p gparams[T], mean, inv []T, x []T, s int, h0, c0 []T
 	tp.zeroGrad()
 }
 
-func copy0[T Float](dst, src []T) {
+func copy0[T float](dst, src []T) {
 	if src == nil {
 		clear(dst)
 		return
@@ -240,7 +240,7 @@ func (tp *tape[T]) classLoss(labels []int, weight T) (loss float64, correct, cnt
 
 // logSoftmax writes log softmax(lg) into dst (float64) and returns the
 // log-sum-exp and the arg max.
-func logSoftmax[T Float](dst []float64, lg []T) (lse float64, arg int) {
+func logSoftmax[T float](dst []float64, lg []T) (lse float64, arg int) {
 	mx := float64(lg[0])
 	for j, v := range lg {
 		if float64(v) > mx {
