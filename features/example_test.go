@@ -44,7 +44,8 @@ func Example() {
 	defer v.Release()
 	spec := features.Default()
 	vec := v.Vector(nil, 0)
-	vec[features.IdxDeltaT] = features.DeltaT(3 * int64(time.Second)) // from per-host state
+	prevStart := v.StartNs(0) - 3*int64(time.Second) // from the scorer's per-host state
+	vec[features.IdxDeltaT] = features.DeltaTBetween(prevStart, v.StartNs(0))
 	var shown []string
 	for _, name := range []string{"proto_tcp", "dst_svc_smb_rpc", "tcp_syn", "no_response", "src_internal", "dt_prev"} {
 		j, _ := spec.Index(name)

@@ -57,8 +57,9 @@ const (
 	numFeatures
 )
 
-// IdxDeltaT is the index of dt_prev, log1p of the seconds since the same
-// host's previous flow. Ingest cannot know it (flows of one host are spread
+// IdxDeltaT is the index of dt_prev, log1p of the seconds from the start of
+// the same host's previous flow to the start of this one (DeltaTBetween).
+// Ingest cannot know it (flows of one host are spread
 // over ingest replicas and input partitions), so Vector leaves it at 0 and
 // the scorer, which holds per-host state, writes DeltaT(gap) into this slot
 // before stepping the model. The trainer does the same from its ordered data.
@@ -137,7 +138,7 @@ var defaultFeatures = [numFeatures]Feature{
 	idxNoResponse:       {"no_response", "pkts_in=0 and bytes_in=0", false},
 	idxSrcInternal:      {"src_internal", internalDef("src_addr"), false},
 	idxDstInternal:      {"dst_internal", internalDef("dst_addr"), false},
-	idxDeltaT:           {"dt_prev", "log1p(max(0, seconds since the host's previous flow)); 0 from ingest, set by the scorer", true},
+	idxDeltaT:           {"dt_prev", "log1p(max(0, start_ns - start_ns of the host's previous flow in arrival order)/1e9), 0 for its first flow; 0 from ingest, set by the scorer", true},
 }
 
 func internalDef(field string) string {

@@ -104,10 +104,23 @@ func fill(v *[NumFeatures]float32, f *schemas.Flow) {
 	v[idxDeltaT] = 0
 }
 
-// DeltaT returns the dt_prev value for a gap of gapNs nanoseconds since the
-// host's previous flow: log1p of the gap in seconds. Negative gaps, which
-// out-of-order export produces, count as 0. For a host's first flow the
-// scorer and the trainer both use 0, so the two agree.
+// DeltaTBetween returns the dt_prev value of a flow starting at startNs
+// whose host's previous flow (in the order the scorer receives them) started
+// at prevStartNs. Start to start, not end to end: the gap between connection
+// attempts is what makes beacons periodic and scans dense, whatever the
+// flows' durations. Scorer and trainer must both use this; for a host's
+// first flow both use 0.
+func DeltaTBetween(prevStartNs, startNs int64) float32 {
+	if startNs <= prevStartNs {
+		return 0 // flows are exported at their end, so starts can run backwards
+	}
+	// Subtract in uint64: the int64 difference of hostile times can overflow.
+	return float32(math.Log1p(float64(uint64(startNs)-uint64(prevStartNs)) / 1e9))
+}
+
+// DeltaT returns the dt_prev value for a gap of gapNs nanoseconds (see
+// DeltaTBetween for which gap): log1p of the gap in seconds, with negative
+// gaps counting as 0.
 func DeltaT(gapNs int64) float32 {
 	if gapNs <= 0 {
 		return 0

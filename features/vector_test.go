@@ -264,3 +264,23 @@ func TestDeltaT(t *testing.T) {
 		}
 	}
 }
+
+func TestDeltaTBetween(t *testing.T) {
+	tests := []struct {
+		prev, start int64
+		want        float32
+	}{
+		{t0, t0, 0},
+		{t0, t0 - 1, 0}, // a long flow exported after a shorter, later one
+		{t0, t0 + 2_500_000_000, l1p(2.5)},
+		{0, t0, DeltaT(t0)},
+		// The int64 difference would wrap negative; the gap is still huge.
+		{math.MinInt64, math.MaxInt64, l1p(float64(math.MaxUint64) / 1e9)},
+		{math.MaxInt64, math.MinInt64, 0},
+	}
+	for _, tc := range tests {
+		if got := DeltaTBetween(tc.prev, tc.start); got != tc.want {
+			t.Errorf("DeltaTBetween(%d, %d) = %v, want %v", tc.prev, tc.start, got, tc.want)
+		}
+	}
+}
