@@ -79,8 +79,10 @@ var avx2Kernel = &kernel{
 	pack: func(dst, w []float32, k, n int) { packPanels(dst, w, k, n, n, 16) },
 	gemm: func(m, n, k int, a []float32, lda int, w, bias, c []float32, ldc int) {
 		checkGemm(m, n, k, a, lda, w, bias, c, ldc, 6, 16)
-		for i := 0; i < m; i += 6 {
-			gemmAVX2_6x16(k, &a[i*lda], lda, &w[0], &bias[0], &c[i*ldc], ldc, n/16)
+		for p := 0; p < n; p += 16 { // panel by panel, as for AVX-512
+			for i := 0; i < m; i += 6 {
+				gemmAVX2_6x16(k, &a[i*lda], lda, &w[k*p], &bias[p], &c[i*ldc+p], ldc, 1)
+			}
 		}
 	},
 	lstm: func(rows, h int, g []float32, ldg int, c, hout, z []float32, ldz int) {
