@@ -26,6 +26,11 @@ type kernel struct {
 	lstm func(rows, h int, g []float32, ldg int, c, hout, z []float32, ldz int)
 	// exp replaces each element of x by its exponential (expf).
 	exp func(x []float32)
+	// norm writes a[r·lda+j] = (x[r·f+j] − mean[j])·inv[j] for rows rows,
+	// a non-finite result becoming 0, and returns how many became 0.
+	norm func(rows, f int, x, mean, inv, a []float32, lda int) int
+	// sqerr writes out[r] = Σ_j (p[r·ldp+j] − q[r·ldq+j])² for j < f.
+	sqerr func(rows, f int, p []float32, ldp int, q []float32, ldq int, out []float32)
 }
 
 // portable is the kernel for any GOARCH: gonum's BLAS and Go gate math.
@@ -51,8 +56,10 @@ func portableKernel(impl blas.Float32Level3) *kernel {
 				}
 			}
 		},
-		lstm: lstmGo,
-		exp:  expGo,
+		lstm:  lstmGo,
+		exp:   expGo,
+		norm:  normGo,
+		sqerr: sqerrGo,
 	}
 }
 
@@ -77,5 +84,36 @@ func lstmGo(rows, h int, g []float32, ldg int, c, hout, z []float32, ldz int) {
 func expGo(x []float32) {
 	for i, v := range x {
 		x[i] = expf(v)
+	}
+}
+
+func normGo(rows, f int, x, mean, inv, a []float32, lda int) int {
+	bad := 0
+	mean, inv = mean[:f], inv[:f]
+	for r := range rows {
+		dst := a[r*lda : r*lda+f]
+		for j, v := range x[r*f : (r+1)*f] {
+			// A NaN or infinite input makes the result non-finite too (and
+			// so does a finite one too large to normalise): one check does.
+			d := (v - mean[j]) * inv[j]
+			if d-d != 0 {
+				d = 0
+				bad++
+			}
+			dst[j] = d
+		}
+	}
+	return bad
+}
+
+func sqerrGo(rows, f int, p []float32, ldp int, q []float32, ldq int, out []float32) {
+	for r := range rows {
+		pr, qr := p[r*ldp:r*ldp+f], q[r*ldq:r*ldq+f]
+		var s float32
+		for j, v := range pr {
+			d := v - qr[j]
+			s += d * d
+		}
+		out[r] = s
 	}
 }

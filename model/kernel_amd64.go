@@ -35,6 +35,18 @@ func expAVX2(n int, x *float32, consts *float32)
 //go:noescape
 func expAVX512(n int, x *float32, consts *float32)
 
+//go:noescape
+func normAVX2(rows, f int, x, mean, inv, a *float32, lda int) int
+
+//go:noescape
+func normAVX512(rows, f int, x, mean, inv, a *float32, lda int) int
+
+//go:noescape
+func sqerrAVX2(rows, f int, p *float32, ldp int, q *float32, ldq int, out *float32)
+
+//go:noescape
+func sqerrAVX512(rows, f int, p *float32, ldp int, q *float32, ldq int, out *float32)
+
 // lstmConsts are expf's constants in the order the generated code indexes
 // them (see asmgen), and lstmConsts8 the same, each repeated across a YMM
 // register for AVX2's memory operands.
@@ -89,6 +101,12 @@ var avx2Kernel = &kernel{
 		lstmAsm(lstmAVX2, 8, &lstmConsts8[0], rows, h, g, ldg, c, hout, z, ldz)
 	},
 	exp: func(x []float32) { expAsm(expAVX2, 8, &lstmConsts8[0], x) },
+	norm: func(rows, f int, x, mean, inv, a []float32, lda int) int {
+		return normAsm(normAVX2, 8, rows, f, x, mean, inv, a, lda)
+	},
+	sqerr: func(rows, f int, p []float32, ldp int, q []float32, ldq int, out []float32) {
+		sqerrAsm(sqerrAVX2, 8, rows, f, p, ldp, q, ldq, out)
+	},
 }
 
 var avx512Kernel = &kernel{
@@ -129,6 +147,12 @@ var avx512Kernel = &kernel{
 		lstmAsm(lstmAVX512, 16, &lstmConsts[0], rows, h, g, ldg, c, hout, z, ldz)
 	},
 	exp: func(x []float32) { expAsm(expAVX512, 16, &lstmConsts[0], x) },
+	norm: func(rows, f int, x, mean, inv, a []float32, lda int) int {
+		return normAsm(normAVX512, 16, rows, f, x, mean, inv, a, lda)
+	},
+	sqerr: func(rows, f int, p []float32, ldp int, q []float32, ldq int, out []float32) {
+		sqerrAsm(sqerrAVX512, 16, rows, f, p, ldp, q, ldq, out)
+	},
 }
 
 // packPanels copies the first n columns of w (k rows, stride ldw) into dst as
@@ -182,4 +206,37 @@ func expAsm(fn func(n int, x *float32, consts *float32), lanes int, consts *floa
 	for i := n; i < len(x); i++ {
 		x[i] = expf(x[i])
 	}
+}
+
+// normAsm runs an assembly normalisation when f is a multiple of its vector
+// width, and the Go one otherwise.
+func normAsm(fn func(rows, f int, x, mean, inv, a *float32, lda int) int, lanes, rows, f int, x, mean, inv, a []float32, lda int) int {
+	if rows <= 0 {
+		return 0
+	}
+	if f%lanes != 0 {
+		return normGo(rows, f, x, mean, inv, a, lda)
+	}
+	if len(x) < rows*f || len(mean) < f || len(inv) < f || lda < f || len(a) < (rows-1)*lda+f {
+		panic(fmt.Sprintf("model: norm shape rows=%d f=%d lda=%d len(x,mean,inv,a)=%d,%d,%d,%d", rows, f, lda, len(x), len(mean), len(inv), len(a)))
+	}
+	const f32 = int(unsafe.Sizeof(float32(0)))
+	return rows*f - fn(rows, f, &x[0], &mean[0], &inv[0], &a[0], lda*f32)
+}
+
+// sqerrAsm runs an assembly squared error when f is a multiple of its
+// vector width, and the Go one otherwise.
+func sqerrAsm(fn func(rows, f int, p *float32, ldp int, q *float32, ldq int, out *float32), lanes, rows, f int, p []float32, ldp int, q []float32, ldq int, out []float32) {
+	if rows <= 0 {
+		return
+	}
+	if f%lanes != 0 {
+		sqerrGo(rows, f, p, ldp, q, ldq, out)
+		return
+	}
+	if ldp < f || ldq < f || len(p) < (rows-1)*ldp+f || len(q) < (rows-1)*ldq+f || len(out) < rows {
+		panic(fmt.Sprintf("model: sqerr shape rows=%d f=%d ldp=%d ldq=%d len(p,q,out)=%d,%d,%d", rows, f, ldp, ldq, len(p), len(q), len(out)))
+	}
+	const f32 = int(unsafe.Sizeof(float32(0)))
+	fn(rows, f, &p[0], ldp*f32, &q[0], ldq*f32, &out[0])
 }

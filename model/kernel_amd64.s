@@ -706,3 +706,149 @@ expAVX512_loop:
 	VZEROUPPER
 	RET
 
+// func normAVX2(rows, f int, x, mean, inv, a *float32, lda int) int
+TEXT ·normAVX2(SB), NOSPLIT, $0-64
+	MOVQ rows+0(FP), AX
+	MOVQ x+16(FP), SI
+	MOVQ a+40(FP), R10
+	XORQ R11, R11
+	VXORPS Y15, Y15, Y15
+normAVX2_row:
+	MOVQ mean+24(FP), CX
+	MOVQ inv+32(FP), DX
+	MOVQ R10, DI
+	MOVQ f+8(FP), BX
+	SHRQ $3, BX
+normAVX2_group:
+	VMOVUPS (SI), Y0
+	VSUBPS (CX), Y0, Y0
+	VMULPS (DX), Y0, Y0
+	VSUBPS Y0, Y0, Y1
+	VCMPPS $0, Y15, Y1, Y2
+	VANDPS Y2, Y0, Y0
+	VMOVMSKPS Y2, R12
+	POPCNTL R12, R12
+	ADDQ R12, R11
+	VMOVUPS Y0, (DI)
+	ADDQ $32, SI
+	ADDQ $32, CX
+	ADDQ $32, DX
+	ADDQ $32, DI
+	DECQ BX
+	JNZ normAVX2_group
+	ADDQ lda+48(FP), R10
+	DECQ AX
+	JNZ normAVX2_row
+	MOVQ R11, ret+56(FP)
+	VZEROUPPER
+	RET
+
+// func normAVX512(rows, f int, x, mean, inv, a *float32, lda int) int
+TEXT ·normAVX512(SB), NOSPLIT, $0-64
+	MOVQ rows+0(FP), AX
+	MOVQ x+16(FP), SI
+	MOVQ a+40(FP), R10
+	XORQ R11, R11
+	VXORPS Z15, Z15, Z15
+normAVX512_row:
+	MOVQ mean+24(FP), CX
+	MOVQ inv+32(FP), DX
+	MOVQ R10, DI
+	MOVQ f+8(FP), BX
+	SHRQ $4, BX
+normAVX512_group:
+	VMOVUPS (SI), Z0
+	VSUBPS (CX), Z0, Z0
+	VMULPS (DX), Z0, Z0
+	VSUBPS Z0, Z0, Z1
+	VCMPPS $0, Z15, Z1, K1
+	VMOVUPS.Z Z0, K1, Z0
+	KMOVW K1, R12
+	POPCNTL R12, R12
+	ADDQ R12, R11
+	VMOVUPS Z0, (DI)
+	ADDQ $64, SI
+	ADDQ $64, CX
+	ADDQ $64, DX
+	ADDQ $64, DI
+	DECQ BX
+	JNZ normAVX512_group
+	ADDQ lda+48(FP), R10
+	DECQ AX
+	JNZ normAVX512_row
+	MOVQ R11, ret+56(FP)
+	VZEROUPPER
+	RET
+
+// func sqerrAVX2(rows, f int, p *float32, ldp int, q *float32, ldq int, out *float32)
+TEXT ·sqerrAVX2(SB), NOSPLIT, $0-56
+	MOVQ rows+0(FP), AX
+	MOVQ p+16(FP), R8
+	MOVQ q+32(FP), R9
+	MOVQ out+48(FP), R10
+sqerrAVX2_row:
+	MOVQ R8, SI
+	MOVQ R9, DI
+	VXORPS Y0, Y0, Y0
+	MOVQ f+8(FP), BX
+	SHRQ $3, BX
+sqerrAVX2_group:
+	VMOVUPS (SI), Y1
+	VSUBPS (DI), Y1, Y1
+	VFMADD231PS Y1, Y1, Y0
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ BX
+	JNZ sqerrAVX2_group
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VMOVHLPS X0, X0, X1
+	VADDPS X1, X0, X0
+	VMOVSHDUP X0, X1
+	VADDSS X1, X0, X0
+	VMOVSS X0, (R10)
+	ADDQ ldp+24(FP), R8
+	ADDQ ldq+40(FP), R9
+	ADDQ $4, R10
+	DECQ AX
+	JNZ sqerrAVX2_row
+	VZEROUPPER
+	RET
+
+// func sqerrAVX512(rows, f int, p *float32, ldp int, q *float32, ldq int, out *float32)
+TEXT ·sqerrAVX512(SB), NOSPLIT, $0-56
+	MOVQ rows+0(FP), AX
+	MOVQ p+16(FP), R8
+	MOVQ q+32(FP), R9
+	MOVQ out+48(FP), R10
+sqerrAVX512_row:
+	MOVQ R8, SI
+	MOVQ R9, DI
+	VXORPS Z0, Z0, Z0
+	MOVQ f+8(FP), BX
+	SHRQ $4, BX
+sqerrAVX512_group:
+	VMOVUPS (SI), Z1
+	VSUBPS (DI), Z1, Z1
+	VFMADD231PS Z1, Z1, Z0
+	ADDQ $64, SI
+	ADDQ $64, DI
+	DECQ BX
+	JNZ sqerrAVX512_group
+	VEXTRACTF64X4 $1, Z0, Y1
+	VADDPS Y1, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VMOVHLPS X0, X0, X1
+	VADDPS X1, X0, X0
+	VMOVSHDUP X0, X1
+	VADDSS X1, X0, X0
+	VMOVSS X0, (R10)
+	ADDQ ldp+24(FP), R8
+	ADDQ ldq+40(FP), R9
+	ADDQ $4, R10
+	DECQ AX
+	JNZ sqerrAVX512_row
+	VZEROUPPER
+	RET
+

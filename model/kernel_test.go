@@ -92,3 +92,44 @@ func TestKernelLSTM(t *testing.T) {
 		}
 	}
 }
+
+// TestKernelNormSqerr checks the normalisation (including its treatment of
+// non-finite values) and the squared-error sums of each kernel.
+func TestKernelNormSqerr(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 0))
+	for _, kern := range testKernels() {
+		for _, f := range []int{8, 16, 32, 5} {
+			t.Run(fmt.Sprintf("%s/f=%d", kern.name, f), func(t *testing.T) {
+				const rows, lda = 7, 41
+				x := randSlice(rng, rows*f, 3)
+				x[1] = float32(math.NaN())
+				x[f+2] = float32(math.Inf(1))
+				x[2*f] = 3e38 // finite, but overflows when normalised
+				mean, inv := randSlice(rng, f, 1), randSlice(rng, f, 1)
+				inv[0] = 10
+				a := make([]float32, (rows-1)*lda+f)
+				want := make([]float32, len(a))
+				bad := kern.norm(rows, f, x, mean, inv, a, lda)
+				wantBad := normGo(rows, f, x, mean, inv, want, lda)
+				if bad != wantBad || bad != 3 {
+					t.Errorf("norm replaced %d values, want %d (Go) and 3", bad, wantBad)
+				}
+				sameBits(t, "normalised", a, want)
+
+				p, q := randSlice(rng, rows*lda, 1), randSlice(rng, rows*(f+3), 1)
+				out := make([]float32, rows)
+				kern.sqerr(rows, f, p, lda, q, f+3, out)
+				for r := range rows {
+					var s float64
+					for j := range f {
+						d := float64(p[r*lda+j]) - float64(q[r*(f+3)+j])
+						s += d * d
+					}
+					if math.Abs(float64(out[r])-s) > 1e-5*max(1, s) {
+						t.Errorf("sqerr row %d = %g, want %g", r, out[r], s)
+					}
+				}
+			})
+		}
+	}
+}

@@ -317,26 +317,6 @@ func cloneExemplars(ex []schemas.Exemplar) []schemas.Exemplar {
 	return out
 }
 
-// normalize writes (x − mean)/std into dst. A non-finite raw value becomes 0,
-// the mean, so one bad field cannot poison a host's state for good; it
-// returns how many it replaced.
-func (m *Model) normalize(dst, x []float32) int {
-	bad := 0
-	mean, inv := m.mean[:len(x)], m.invStd[:len(x)]
-	dst = dst[:len(x)]
-	for j, v := range x {
-		// A NaN or infinite input makes the result non-finite too (and so
-		// does a finite one too large to normalise), so one check suffices.
-		d := (v - mean[j]) * inv[j]
-		if d-d != 0 {
-			d = 0
-			bad++
-		}
-		dst[j] = d
-	}
-	return bad
-}
-
 // finite32 reports whether v is neither NaN nor infinite: v−v is 0 exactly
 // then, and NaN otherwise. It is cheap enough for the step's hot loop.
 func finite32(v float32) bool { return v-v == 0 }

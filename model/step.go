@@ -199,33 +199,29 @@ func (m *Model) Step(ws *Workspace, h, c, x []float32, out *StepOut) {
 		tiles := roundUp(rows, kern.mr)
 		hs, cs := h[r0*hid:(r0+rows)*hid], c[r0*hid:(r0+rows)*hid]
 		for i := range rows {
-			a := ws.a[i*k : (i+1)*k]
-			copy(a[:hid], hs[i*hid:(i+1)*hid])
-			out.Invalid += m.normalize(a[hid:], x[(r0+i)*f:(r0+i+1)*f])
+			copy(ws.a[i*k:i*k+hid], hs[i*hid:(i+1)*hid])
 		}
+		out.Invalid += kern.norm(rows, f, x[r0*f:(r0+rows)*f], m.mean, m.invStd, ws.a[hid:], k)
 		// Rows past the last host of a short chunk hold the previous chunk's
 		// (finite) inputs: the kernel computes whole tiles, and their
 		// results are never read.
 		kern.gemm(tiles, ws.gpad, k, ws.a, k, ws.wg, ws.bg, ws.g, ldg)
 		kern.gemm(tiles, ws.fpad, hid, ws.a, k, ws.wp, ws.bp, ws.g[ws.gpad:], ldg)
-		for i := range rows {
-			pred := ws.g[i*ldg+ws.gpad : i*ldg+ws.gpad+f]
-			xn := ws.a[i*k+hid : (i+1)*k]
-			var s float32
-			if out.WantErrors {
+		anomaly := out.Anomaly[r0 : r0+rows]
+		kern.sqerr(rows, f, ws.g[ws.gpad:], ldg, ws.a[hid:], k, anomaly)
+		for i := range anomaly {
+			anomaly[i] *= invF
+		}
+		if out.WantErrors {
+			for i := range rows {
+				pred := ws.g[i*ldg+ws.gpad : i*ldg+ws.gpad+f]
+				xn := ws.a[i*k+hid : (i+1)*k]
 				e := out.Errors[(r0+i)*f : (r0+i+1)*f]
 				for j, p := range pred {
 					d := p - xn[j]
 					e[j] = d * d
-					s += d * d
-				}
-			} else {
-				for j, p := range pred {
-					d := p - xn[j]
-					s += d * d
 				}
 			}
-			out.Anomaly[r0+i] = s * invF
 		}
 		// The gate math overwrites h_{t−1} in the inputs with h_t, turning
 		// each row into the embedding [h_t, x̂_t] the classifier reads.

@@ -346,6 +346,107 @@ func (g *gen) expArray(a isa) {
 	g.WriteString("\n")
 }
 
+// norm writes the input normalisation for rows raw feature vectors of f
+// values (f a multiple of the lanes): a[r, j] = (x[r, j] − mean[j])·inv[j],
+// with a non-finite result replaced by 0, and returns how many results were
+// finite. x rows are f-strided; a rows have byte stride lda.
+//
+// func name(rows, f int, x, mean, inv, a *float32, lda int) int
+func (g *gen) norm(a isa) {
+	name := "norm" + a.name
+	fmt.Fprintf(g, "// func %s(rows, f int, x, mean, inv, a *float32, lda int) int\n", name)
+	fmt.Fprintf(g, "TEXT ·%s(SB), NOSPLIT, $0-64\n", name)
+	g.op("MOVQ rows+0(FP), AX")
+	g.op("MOVQ x+16(FP), SI")
+	g.op("MOVQ a+40(FP), R10")
+	g.op("XORQ R11, R11") // finite count
+	g.op("VXORPS %s, %s, %s", a.r(15), a.r(15), a.r(15))
+	g.label(name + "_row")
+	g.op("MOVQ mean+24(FP), CX")
+	g.op("MOVQ inv+32(FP), DX")
+	g.op("MOVQ R10, DI")
+	g.op("MOVQ f+8(FP), BX")
+	g.op("SHRQ $%d, BX", map[int]int{8: 3, 16: 4}[a.lanes])
+	g.label(name + "_group")
+	g.op("VMOVUPS (SI), %s", a.r(0))
+	g.op("VSUBPS (CX), %s, %s", a.r(0), a.r(0))
+	g.op("VMULPS (DX), %s, %s", a.r(0), a.r(0))
+	g.op("VSUBPS %s, %s, %s", a.r(0), a.r(0), a.r(1)) // 0 when finite, NaN otherwise
+	if a.reg == "Z" {
+		g.op("VCMPPS $0, %s, %s, K1", a.r(15), a.r(1)) // EQ_OQ: false for NaN
+		g.op("VMOVUPS.Z %s, K1, %s", a.r(0), a.r(0))
+		g.op("KMOVW K1, R12")
+	} else {
+		g.op("VCMPPS $0, %s, %s, %s", a.r(15), a.r(1), a.r(2))
+		g.op("VANDPS %s, %s, %s", a.r(2), a.r(0), a.r(0))
+		g.op("VMOVMSKPS %s, R12", a.r(2))
+	}
+	g.op("POPCNTL R12, R12")
+	g.op("ADDQ R12, R11")
+	g.op("VMOVUPS %s, (DI)", a.r(0))
+	for _, r := range []string{"SI", "CX", "DX", "DI"} {
+		g.op("ADDQ $%d, %s", a.bytes, r)
+	}
+	g.op("DECQ BX")
+	g.op("JNZ %s_group", name)
+	g.op("ADDQ lda+48(FP), R10")
+	g.op("DECQ AX")
+	g.op("JNZ %s_row", name)
+	g.op("MOVQ R11, ret+56(FP)")
+	g.op("VZEROUPPER")
+	g.op("RET")
+	g.WriteString("\n")
+}
+
+// sqerr writes, for rows rows, out[r] = Σ_j (p[r, j] − q[r, j])² over f
+// values (f a multiple of the lanes); p and q rows have byte strides ldp and
+// ldq. It is the anomaly score's numerator.
+//
+// func name(rows, f int, p *float32, ldp int, q *float32, ldq int, out *float32)
+func (g *gen) sqerr(a isa) {
+	name := "sqerr" + a.name
+	fmt.Fprintf(g, "// func %s(rows, f int, p *float32, ldp int, q *float32, ldq int, out *float32)\n", name)
+	fmt.Fprintf(g, "TEXT ·%s(SB), NOSPLIT, $0-56\n", name)
+	g.op("MOVQ rows+0(FP), AX")
+	g.op("MOVQ p+16(FP), R8")
+	g.op("MOVQ q+32(FP), R9")
+	g.op("MOVQ out+48(FP), R10")
+	g.label(name + "_row")
+	g.op("MOVQ R8, SI")
+	g.op("MOVQ R9, DI")
+	g.op("VXORPS %s, %s, %s", a.r(0), a.r(0), a.r(0))
+	g.op("MOVQ f+8(FP), BX")
+	g.op("SHRQ $%d, BX", map[int]int{8: 3, 16: 4}[a.lanes])
+	g.label(name + "_group")
+	g.op("VMOVUPS (SI), %s", a.r(1))
+	g.op("VSUBPS (DI), %s, %s", a.r(1), a.r(1))
+	g.op("VFMADD231PS %s, %s, %s", a.r(1), a.r(1), a.r(0))
+	g.op("ADDQ $%d, SI", a.bytes)
+	g.op("ADDQ $%d, DI", a.bytes)
+	g.op("DECQ BX")
+	g.op("JNZ %s_group", name)
+	// Horizontal sum of the accumulator.
+	if a.reg == "Z" {
+		g.op("VEXTRACTF64X4 $1, Z0, Y1")
+		g.op("VADDPS Y1, Y0, Y0")
+	}
+	g.op("VEXTRACTF128 $1, Y0, X1")
+	g.op("VADDPS X1, X0, X0")
+	g.op("VMOVHLPS X0, X0, X1")
+	g.op("VADDPS X1, X0, X0")
+	g.op("VMOVSHDUP X0, X1")
+	g.op("VADDSS X1, X0, X0")
+	g.op("VMOVSS X0, (R10)")
+	g.op("ADDQ ldp+24(FP), R8")
+	g.op("ADDQ ldq+40(FP), R9")
+	g.op("ADDQ $4, R10")
+	g.op("DECQ AX")
+	g.op("JNZ %s_row", name)
+	g.op("VZEROUPPER")
+	g.op("RET")
+	g.WriteString("\n")
+}
+
 func main() {
 	out := flag.String("out", "kernel_amd64.s", "output file")
 	flag.Parse()
@@ -360,6 +461,10 @@ func main() {
 	g.lstm(avx512)
 	g.expArray(avx2)
 	g.expArray(avx512)
+	g.norm(avx2)
+	g.norm(avx512)
+	g.sqerr(avx2)
+	g.sqerr(avx512)
 	if err := os.WriteFile(*out, g.Bytes(), 0o644); err != nil {
 		log.Fatal(err)
 	}
