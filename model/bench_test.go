@@ -85,3 +85,30 @@ func BenchmarkGemm(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkTape measures a training step's forward and backward pass over
+// windows (64 sequences × 16 flows, the production shape), in flows/s.
+func BenchmarkTape(b *testing.B) {
+	const seqs, steps = 64, 16
+	st := newBenchState(b, 1, 1, testKernels()[0])
+	m := st.m
+	rng := rand.New(rand.NewPCG(2, 0))
+	x := randSlice(rng, seqs*steps*m.Features(), 1)
+	labels := make([]int, seqs*steps)
+	for i := range labels {
+		labels[i] = rng.IntN(m.NumClasses())
+	}
+	tp := NewTape(m, seqs, steps)
+	g := m.NewGrads()
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		tp.Forward(m, x, seqs, ForwardOptions{})
+		tp.PredictLoss(1, 1)
+		tp.ClassLoss(labels, 1)
+		g.Zero()
+		tp.Backward(g, nil)
+		n += seqs * steps
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "flows/s")
+}
