@@ -165,26 +165,48 @@ func (tp *tape[T]) zeroGrad() {
 	clear(tp.dxn[:m*tp.f])
 }
 
-// predictLoss is the next-flow loss: the mean over sequences, steps t ≥ from
-// and features of (pred − x̂)². It adds weight·dL/dpred and weight·dL/dx̂ to
-// the gradients and returns L.
-func (tp *tape[T]) predictLoss(weight T, from int) float64 {
+// predictLoss is the next-flow loss: the mean, over the flows (s, t) for
+// which use(s, t) holds and their observed (finite) raw features, of
+// (pred − x̂)². It adds weight·dL/dpred and weight·dL/dx̂ to the gradients and
+// returns L (0 if nothing was selected).
+func (tp *tape[T]) predictLoss(weight T, use func(s, t int) bool) float64 {
 	f, s, n := tp.f, tp.s, tp.n
-	if from < 0 || from >= n {
-		panic(fmt.Sprintf("model: PredictLoss: from = %d outside the window of %d steps", from, n))
+	cnt := 0
+	for i := range s {
+		for t := range n {
+			if !use(i, t) {
+				continue
+			}
+			for _, v := range tp.x[(i*n+t)*f : (i*n+t+1)*f] {
+				if v-v == 0 {
+					cnt++
+				}
+			}
+		}
 	}
-	cnt := T(s * (n - from) * f)
+	if cnt == 0 {
+		return 0
+	}
 	var loss float64
-	for t := from; t < n; t++ {
-		lo, hi := tp.at(0, t, f), tp.at(s, t, f)
-		pred, xn := tp.pred[lo:hi], tp.xn[lo:hi]
-		dp, dx := tp.dpred[lo:hi], tp.dxn[lo:hi]
-		for j := range pred {
-			d := pred[j] - xn[j]
-			loss += float64(d * d)
-			g := weight * 2 * d / cnt
-			dp[j] += g
-			dx[j] -= g
+	for i := range s {
+		for t := range n {
+			if !use(i, t) {
+				continue
+			}
+			o := tp.at(i, t, f)
+			pred, xn := tp.pred[o:o+f], tp.xn[o:o+f]
+			dp, dx := tp.dpred[o:o+f], tp.dxn[o:o+f]
+			raw := tp.x[(i*n+t)*f : (i*n+t+1)*f]
+			for j := range pred {
+				if raw[j]-raw[j] != 0 {
+					continue // not observed: nothing to predict
+				}
+				d := pred[j] - xn[j]
+				loss += float64(d * d)
+				g := weight * 2 * d / T(cnt)
+				dp[j] += g
+				dx[j] -= g
+			}
 		}
 	}
 	return loss / float64(cnt)

@@ -106,12 +106,26 @@ func (tp *Tape) Final(s int) (h, c []float32) {
 func (tp *Tape) ZeroGrad() { tp.tp.zeroGrad() }
 
 // PredictLoss adds weight × the next-flow loss to the gradients and returns
-// the loss: the mean over sequences, steps t ≥ from and features of the
-// squared error of the prediction against x̂_t. (The scorer's anomaly score is
-// the same error for one flow.) from > 0 skips predictions made from a
-// zero state, when windows do not start at the beginning of a stream.
+// the loss: the mean over sequences, steps t ≥ from and observed features of
+// the squared error of the prediction against x̂_t. (The scorer's anomaly
+// score is the same error for one flow.) from > 0 skips predictions made
+// from a zero state, when windows do not start at the beginning of a stream.
+// A missing (non-finite) raw feature has nothing to be predicted against and
+// is left out.
 func (tp *Tape) PredictLoss(weight float32, from int) float64 {
-	return tp.tp.predictLoss(weight, from)
+	if from < 0 || from >= tp.tp.n {
+		panic(fmt.Sprintf("model: PredictLoss: from = %d outside the window of %d steps", from, tp.tp.n))
+	}
+	return tp.tp.predictLoss(weight, func(_, t int) bool { return t >= from })
+}
+
+// PredictLossMask is PredictLoss over the flows with mask[s·T+t] set, for
+// a trainer that predicts only some flows (say, benign ones).
+func (tp *Tape) PredictLossMask(weight float32, mask []bool) float64 {
+	if len(mask) != tp.tp.s*tp.tp.n {
+		panic(fmt.Sprintf("model: PredictLossMask: %d mask entries for %d sequences of %d steps", len(mask), tp.tp.s, tp.tp.n))
+	}
+	return tp.tp.predictLoss(weight, func(s, t int) bool { return mask[s*tp.tp.n+t] })
 }
 
 // ClassLoss adds weight × the classifier's mean cross-entropy over labelled
