@@ -1,0 +1,240 @@
+package adapter
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+
+	"github.com/metaids/metaids/model"
+	"github.com/metaids/metaids/schemas"
+)
+
+// sample is one new label joined to its flow's embedding.
+type sample struct {
+	verdict string // "benign" or a family name
+	emb     []float32
+}
+
+// fitParams are the settings of one fit, taken from Settings.
+type fitParams struct {
+	holdout           float64
+	recallTol, fprTol float64
+	minAgreement      float64
+	exemplarsPerClass int
+	newThreshold      float32
+	newLabelWeight    float64
+	ft                model.FineTuneConfig
+}
+
+func paramsFrom(s Settings) fitParams {
+	return fitParams{
+		holdout:           s.Gate.Holdout,
+		recallTol:         s.Gate.RecallTolerance,
+		fprTol:            s.Gate.FPRTolerance,
+		minAgreement:      s.Gate.MinAgreement,
+		exemplarsPerClass: s.ExemplarsPerClass,
+		newThreshold:      float32(s.NewClassThreshold),
+		newLabelWeight:    s.NewLabelWeight,
+		ft:                s.fineTune(),
+	}
+}
+
+// row is one labelled embedding used in a fit: a new label or an exemplar.
+type row struct {
+	class int
+	emb   []float32
+	label bool // a new label, not an exemplar
+}
+
+// fitHead builds a candidate from cur and the new labels, and gates it.
+// cur is not changed. The encoder is frozen: only the classifier head, its
+// classes, thresholds and exemplars differ in the candidate.
+//
+//  1. The labels and each class's exemplars are split, per class, into a
+//     part to fit and a part held back for the gate.
+//  2. Each family new to the model gets a head row from its prototype, the
+//     mean of its labels' embeddings (model.AddClass), so it starts as a
+//     nearest-prototype rule rather than from nothing.
+//  3. The head is fine-tuned on the new labels together with the replayed
+//     exemplars of every class, so what the model knew stays in the loss.
+//     A class's new labels are repeated until, taken together, they weigh
+//     NewLabelWeight times its exemplars: a few benign labels on
+//     false-positive flows must be able to move the boundary around those
+//     flows, or they would change nothing.
+//  4. The gate compares cur and the candidate on the held-back data.
+//  5. The candidate's exemplars are the old ones plus the new labels,
+//     subsampled to the cap per class.
+//
+// It returns the candidate and the gate's report; the candidate is nil
+// when the report rejects it. An error means the inputs could not be used
+// at all (no benign class, a bad embedding).
+func fitHead(cur *model.Model, samples []sample, p fitParams, rng *rand.Rand) (*model.Model, gateReport, error) {
+	benign, ok := cur.ClassIndex(schemas.VerdictBenign)
+	if !ok {
+		return nil, gateReport{}, ErrNoBenign
+	}
+	d := cur.EmbeddingDim()
+	known := cur.NumClasses()
+	var newNames []string
+	for _, s := range samples {
+		if len(s.emb) != d {
+			return nil, gateReport{}, fmt.Errorf("fit head: label of %q: %w: %d values, want %d", s.verdict, ErrShape, len(s.emb), d)
+		}
+		if _, ok := cur.ClassIndex(s.verdict); !ok && !slices.Contains(newNames, s.verdict) {
+			newNames = append(newNames, s.verdict)
+		}
+	}
+	// Sorted, so the same labels give the same class order whatever order
+	// they arrived in.
+	slices.Sort(newNames)
+	total := known + len(newNames)
+	classOf := func(verdict string) int {
+		if k, ok := cur.ClassIndex(verdict); ok {
+			return k
+		}
+		return known + slices.Index(newNames, verdict)
+	}
+
+	labels := make([][]row, total)
+	for _, s := range samples {
+		k := classOf(s.verdict)
+		labels[k] = append(labels[k], row{k, s.emb, true})
+	}
+	exemplars := make([][]row, total)
+	for _, e := range cur.Exemplars {
+		if int(e.Class) < known && len(e.Embedding) == d {
+			exemplars[e.Class] = append(exemplars[e.Class], row{int(e.Class), e.Embedding, false})
+		}
+	}
+
+	var rep gateReport
+	fitLabels, holdLabels := make([][]row, total), make([][]row, total)
+	fitEx, holdEx := make([][]row, total), make([][]row, total)
+	for k := range total {
+		fitLabels[k], holdLabels[k] = split(labels[k], p.holdout, rng)
+		fitEx[k], holdEx[k] = split(exemplars[k], p.holdout, rng)
+		rep.FitLabels += len(fitLabels[k])
+		rep.HoldLabels += len(holdLabels[k])
+		rep.FitExemplars += len(fitEx[k])
+		rep.HoldExemplars += len(holdEx[k])
+	}
+
+	cand := cur.Clone()
+	for i, name := range newNames {
+		k := known + i
+		mu := mean(fitLabels[k], d)
+		if _, err := cand.AddClass(name, mu, p.newThreshold); err != nil {
+			return nil, gateReport{}, fmt.Errorf("fit head: %w", err)
+		}
+	}
+
+	emb, ys := trainingSet(fitEx, fitLabels, p.newLabelWeight, d, rng)
+	if len(ys) > 0 {
+		ft := p.ft
+		// trainingSet weighs the classes itself: FineTuneHead's balancing
+		// would weigh a class's new labels down again by their count.
+		ft.Balance = false
+		loss, err := cand.FineTuneHead(emb, ys, ft, rng)
+		if err != nil {
+			return nil, gateReport{}, fmt.Errorf("fit head: %w", err)
+		}
+		rep.Loss = loss
+	}
+
+	var hold []row
+	for k := range total {
+		hold = append(hold, holdEx[k]...)
+		hold = append(hold, holdLabels[k]...)
+	}
+	rep.gate(cur, cand, hold, benign, known, newNames, p)
+	if !rep.Accepted {
+		return nil, rep, nil
+	}
+
+	cand.Exemplars = cand.Exemplars[:0]
+	for k := range total {
+		keep := slices.Concat(exemplars[k], labels[k])
+		if len(keep) > p.exemplarsPerClass {
+			rng.Shuffle(len(keep), func(i, j int) { keep[i], keep[j] = keep[j], keep[i] })
+			keep = keep[:p.exemplarsPerClass]
+		}
+		for _, r := range keep {
+			cand.Exemplars = append(cand.Exemplars, schemas.Exemplar{Class: int32(k), Embedding: slices.Clone(r.emb)})
+		}
+	}
+	return cand, rep, nil
+}
+
+// trainingSet lays out the rows to fine-tune on, repeating them so that
+// every class weighs the same in the loss, whatever its count: a new family
+// with a handful of labels as much as a class with its full set of
+// exemplars. Within a class that has both, the new labels together weigh
+// newLabelWeight times the exemplars. Fractional repeats are drawn at
+// random, so the weights hold in expectation.
+func trainingSet(exemplars, labels [][]row, newLabelWeight float64, d int, rng *rand.Rand) ([]float32, []int) {
+	// Each class gets twice the largest class's exemplar count in rows, so
+	// that at the default weight of 1 exemplars are seldom dropped.
+	perClass := 0
+	for k := range exemplars {
+		perClass = max(perClass, len(exemplars[k]), len(labels[k]))
+	}
+	perClass *= 2
+	var emb []float32
+	var ys []int
+	put := func(rows []row, total float64) {
+		if len(rows) == 0 {
+			return
+		}
+		reps := total / float64(len(rows))
+		for _, r := range rows {
+			n := int(reps)
+			if rng.Float64() < reps-float64(n) {
+				n++
+			}
+			for range n {
+				emb = append(emb, r.emb...)
+				ys = append(ys, r.class)
+			}
+		}
+	}
+	for k := range exemplars {
+		ex, nw := exemplars[k], labels[k]
+		switch {
+		case len(nw) == 0:
+			put(ex, float64(perClass))
+		case len(ex) == 0:
+			put(nw, float64(perClass))
+		default:
+			put(ex, float64(perClass)/(1+newLabelWeight))
+			put(nw, float64(perClass)*newLabelWeight/(1+newLabelWeight))
+		}
+	}
+	return emb, ys
+}
+
+// split shuffles rows and holds back share of them, rounded down, always
+// leaving at least one to fit.
+func split(rows []row, share float64, rng *rand.Rand) (fit, hold []row) {
+	if len(rows) == 0 {
+		return nil, nil
+	}
+	rows = slices.Clone(rows)
+	rng.Shuffle(len(rows), func(i, j int) { rows[i], rows[j] = rows[j], rows[i] })
+	h := min(int(share*float64(len(rows))), len(rows)-1)
+	return rows[h:], rows[:h]
+}
+
+// mean returns the mean embedding of rows, the class's prototype.
+func mean(rows []row, d int) []float32 {
+	sum := make([]float64, d)
+	for _, r := range rows {
+		for j, v := range r.emb {
+			sum[j] += float64(v)
+		}
+	}
+	mu := make([]float32, d)
+	for j := range mu {
+		mu[j] = float32(sum[j] / float64(len(rows)))
+	}
+	return mu
+}

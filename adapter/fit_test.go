@@ -1,0 +1,183 @@
+package adapter
+
+import (
+	"errors"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/metaids/metaids/model"
+	"github.com/metaids/metaids/schemas"
+)
+
+func testParams() fitParams {
+	return paramsFrom(DefaultConfig().Adapter)
+}
+
+// probOf returns the mean probability m gives class over embs.
+func probOf(m *model.Model, embs [][]float32, class string) float64 {
+	k, _ := m.ClassIndex(class)
+	var flat []float32
+	for _, e := range embs {
+		flat = append(flat, e...)
+	}
+	p := m.HeadProbs(nil, flat)
+	c := m.NumClasses()
+	var sum float64
+	for i := range embs {
+		sum += float64(p[i*c+k])
+	}
+	return sum / float64(len(embs))
+}
+
+func TestFitHead(t *testing.T) {
+	w := newWorld(11)
+	base := baseModel(t, w, 64)
+	tol := 0.05 // how far a known class's recall on fresh flows may move
+
+	tests := []struct {
+		name    string
+		labels  []sample
+		accept  bool
+		reasons []string // the rejection names one of these
+		check   func(t *testing.T, cand *model.Model)
+	}{{
+		name:   "new family",
+		labels: samples("ransomware", w.sample("ransomware", 10)),
+		accept: true,
+		check: func(t *testing.T, cand *model.Model) {
+			if got := recall(cand, w.sample("ransomware", 500), "ransomware"); got < 0.8 {
+				t.Errorf("recall of the new family = %.3f, want >= 0.8", got)
+			}
+			if before, after := recall(base, w.sample("ransomware", 200), "benign"), recall(cand, w.sample("ransomware", 200), "benign"); after > before {
+				t.Errorf("share of the new family taken for benign rose from %.3f to %.3f", before, after)
+			}
+		},
+	}, {
+		name:    "poisoned: a known family called benign",
+		labels:  samples("benign", w.sample("portscan", 10)),
+		accept:  false,
+		reasons: []string{`recall of "portscan" dropped`, `held-back "benign" labels`},
+	}, {
+		name:    "poisoned stream, 30 labels",
+		labels:  samples("benign", w.sample("ddos", 30)),
+		accept:  false,
+		reasons: []string{`recall of "ddos" dropped`, `held-back "benign" labels`},
+	}, {
+		name:    "a known family called another",
+		labels:  samples("c2_beacon", w.sample("exfiltration", 10)),
+		accept:  false,
+		reasons: []string{`recall of "exfiltration" dropped`, `held-back "c2_beacon" labels`},
+	}, {
+		name:   "false positives",
+		labels: samples("benign", w.near("benign", "portscan", 0.6, 10)),
+		accept: true,
+		check: func(t *testing.T, cand *model.Model) {
+			fresh := w.near("benign", "portscan", 0.6, 300)
+			before, after := probOf(base, fresh, "portscan"), probOf(cand, fresh, "portscan")
+			if !(after < before/2) {
+				t.Errorf("portscan probability of flows like the false positives went from %.3f to %.3f, want it at least halved", before, after)
+			}
+		},
+	}, {
+		name:   "more of a known family",
+		labels: samples("ddos", w.sample("ddos", 6)),
+		accept: true,
+	}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			cand, rep, err := fitHead(base, tc.labels, testParams(), rand.New(rand.NewPCG(5, 6)))
+			if err != nil {
+				t.Fatalf("fitHead: %v", err)
+			}
+			if rep.Accepted != tc.accept {
+				t.Fatalf("fitHead accepted = %v (%s; %v), want %v", rep.Accepted, rep.Reason, rep.logAttrs(), tc.accept)
+			}
+			if !tc.accept {
+				if cand != nil {
+					t.Errorf("fitHead returned a candidate with a rejection")
+				}
+				if !slices.ContainsFunc(tc.reasons, func(r string) bool { return strings.Contains(rep.Reason, r) }) {
+					t.Errorf("rejection reason %q, want it to contain one of %q", rep.Reason, tc.reasons)
+				}
+				return
+			}
+			for _, fam := range knownFamilies[1:] {
+				fresh := w.sample(fam, 200)
+				if b, a := recall(base, fresh, fam), recall(cand, fresh, fam); b-a > tol {
+					t.Errorf("recall of %s on fresh flows fell from %.3f to %.3f", fam, b, a)
+				}
+			}
+			fresh := w.sample("benign", 400)
+			if b, a := 1-recall(base, fresh, "benign"), 1-recall(cand, fresh, "benign"); a-b > tol {
+				t.Errorf("benign false-positive rate on fresh flows rose from %.3f to %.3f", b, a)
+			}
+			if tc.check != nil {
+				tc.check(t, cand)
+			}
+			if base.NumClasses() != len(knownFamilies) || len(base.Exemplars) != 64*len(knownFamilies) {
+				t.Errorf("fitHead changed the model in service: %d classes, %d exemplars", base.NumClasses(), len(base.Exemplars))
+			}
+		})
+	}
+}
+
+func TestFitHeadExemplars(t *testing.T) {
+	w := newWorld(12)
+	base := baseModel(t, w, 20)
+	p := testParams()
+	p.exemplarsPerClass = 24
+	labels := append(samples("ransomware", w.sample("ransomware", 10)), samples("ddos", w.sample("ddos", 10))...)
+	cand, rep, err := fitHead(base, labels, p, rand.New(rand.NewPCG(7, 8)))
+	if err != nil || !rep.Accepted {
+		t.Fatalf("fitHead = %v, %s, want an accepted candidate", err, rep.Reason)
+	}
+	count := map[string]int{}
+	for _, e := range cand.Exemplars {
+		if len(e.Embedding) != testDim {
+			t.Fatalf("exemplar of class %d has %d values, want %d", e.Class, len(e.Embedding), testDim)
+		}
+		count[cand.Classes()[e.Class]]++
+	}
+	want := map[string]int{"ransomware": 10, "ddos": 24}
+	for _, fam := range knownFamilies {
+		if _, ok := want[fam]; !ok {
+			want[fam] = 20
+		}
+	}
+	for fam, n := range want {
+		if count[fam] != n {
+			t.Errorf("exemplars of %s = %d, want %d", fam, count[fam], n)
+		}
+	}
+	if rep.HoldLabels != 4 || rep.FitLabels != 16 {
+		t.Errorf("labels fit/held back = %d/%d, want 16/4", rep.FitLabels, rep.HoldLabels)
+	}
+	g := rep.numbers(p)
+	for _, k := range []string{"recall.ddos.before", "recall.ddos.after", "recall.ransomware.after", "fpr.before", "fpr.after", "holdout.ransomware"} {
+		if _, ok := g[k]; !ok {
+			t.Errorf("gate numbers lack %q: %v", k, g)
+		}
+	}
+	if _, ok := g["recall.ransomware.before"]; ok {
+		t.Errorf("gate numbers give a recall before for a class the model did not have")
+	}
+}
+
+func TestFitHeadErrors(t *testing.T) {
+	w := newWorld(13)
+	base := baseModel(t, w, 8)
+	if _, _, err := fitHead(base, []sample{{verdict: "x", emb: make([]float32, 3)}}, testParams(), rand.New(rand.NewPCG(1, 1))); !errors.Is(err, ErrShape) {
+		t.Errorf("fitHead(short embedding) = %v, want ErrShape", err)
+	}
+	cfg := model.DefaultConfig()
+	cfg.Classes = []string{"normal", "scan"}
+	nb, err := model.New(cfg, rand.New(rand.NewPCG(1, 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := fitHead(nb, []sample{{verdict: schemas.VerdictBenign, emb: make([]float32, nb.EmbeddingDim())}}, testParams(), rand.New(rand.NewPCG(1, 1))); !errors.Is(err, ErrNoBenign) {
+		t.Errorf("fitHead(model without benign) = %v, want ErrNoBenign", err)
+	}
+}

@@ -1,0 +1,244 @@
+package adapter
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/metaids/metaids/model"
+)
+
+// classGate is one class's recall on the held-back data under the model in
+// service (Before) and the candidate (After).
+type classGate struct {
+	Name          string
+	N             int // held-back examples of the class
+	Before, After float64
+	New           bool // the class is new in the candidate: nothing to regress
+}
+
+// labelAgreement is the share of one class's held-back new labels that
+// the candidate reproduces.
+type labelAgreement struct {
+	Name  string
+	N     int
+	Share float64
+}
+
+// gateReport is what the gate measured and decided. Its numbers travel in
+// the published update (ModelUpdate.Gate) and in the log of a rejection.
+type gateReport struct {
+	Classes             []classGate
+	BenignN             int // held-back benign examples
+	FPRBefore, FPRAfter float64
+	FitLabels           int
+	HoldLabels          int
+	FitExemplars        int
+	HoldExemplars       int
+	Agreement           []labelAgreement
+	Loss                float64 // the fine-tuning loss after the last step
+	Accepted            bool
+	Reason              string // why it was rejected; "" when accepted
+}
+
+// gateSlack absorbs rounding when comparing rates computed from counts.
+const gateSlack = 1e-9
+
+// gate evaluates cur and cand on the held-back rows and decides. A
+// candidate is rejected if
+//   - any class cur knows (benign aside) loses more recall than the
+//     tolerance: the fit made the model forget;
+//   - the share of benign rows it alerts on rises by more than the FPR
+//     tolerance;
+//   - for some class, it reproduces fewer than MinAgreement of the
+//     held-back new labels: labels the head cannot learn without those
+//     held back disagreeing contradict the exemplars, which is what a
+//     label calling a known family benign looks like when it is too
+//     few to drag the family's recall down measurably.
+//
+// New classes' recall is reported, not gated: cur cannot detect them, so
+// they cannot regress.
+func (rep *gateReport) gate(cur, cand *model.Model, hold []row, benign, known int, newNames []string, p fitParams) {
+	before := predict(cur, hold, benign)
+	after := predict(cand, hold, benign)
+	if before == nil || after == nil {
+		rep.Reason = "a head gives non-finite probabilities"
+		return
+	}
+	total := known + len(newNames)
+	name := func(k int) string {
+		if k >= known {
+			return newNames[k-known]
+		}
+		return cur.Classes()[k]
+	}
+	n, hitB, hitA := make([]int, total), make([]int, total), make([]int, total)
+	labelN, labelHit := make([]int, total), make([]int, total)
+	fpB, fpA := 0, 0
+	for i, r := range hold {
+		n[r.class]++
+		if r.label {
+			labelN[r.class]++
+			if after[i] == r.class {
+				labelHit[r.class]++
+			}
+		}
+		if r.class == benign {
+			if before[i] != benign {
+				fpB++
+			}
+			if after[i] != benign {
+				fpA++
+			}
+			continue
+		}
+		if before[i] == r.class {
+			hitB[r.class]++
+		}
+		if after[i] == r.class {
+			hitA[r.class]++
+		}
+	}
+	reject := func(format string, args ...any) {
+		if rep.Reason == "" {
+			rep.Reason = fmt.Sprintf(format, args...)
+		}
+	}
+	for k := range total {
+		if k == benign || n[k] == 0 {
+			continue
+		}
+		cg := classGate{Name: name(k), N: n[k], Before: float64(hitB[k]) / float64(n[k]), After: float64(hitA[k]) / float64(n[k]), New: k >= known}
+		rep.Classes = append(rep.Classes, cg)
+		if !cg.New && cg.Before-cg.After > p.recallTol+gateSlack {
+			reject("recall of %q dropped from %.3f to %.3f on %d held-back flows, tolerance %.3f", cg.Name, cg.Before, cg.After, cg.N, p.recallTol)
+		}
+	}
+	rep.BenignN = n[benign]
+	if n[benign] > 0 {
+		rep.FPRBefore = float64(fpB) / float64(n[benign])
+		rep.FPRAfter = float64(fpA) / float64(n[benign])
+	}
+	if rep.FPRAfter-rep.FPRBefore > p.fprTol+gateSlack {
+		reject("benign false-positive rate rose from %.3f to %.3f on %d held-back flows, tolerance %.3f", rep.FPRBefore, rep.FPRAfter, rep.BenignN, p.fprTol)
+	}
+	for k := range total {
+		if labelN[k] == 0 {
+			continue
+		}
+		a := labelAgreement{Name: name(k), N: labelN[k], Share: float64(labelHit[k]) / float64(labelN[k])}
+		rep.Agreement = append(rep.Agreement, a)
+		if a.Share < p.minAgreement-gateSlack {
+			reject("candidate reproduces %.3f of %d held-back %q labels, want at least %.3f: they contradict the exemplars", a.Share, a.N, a.Name, p.minAgreement)
+		}
+	}
+	rep.Accepted = rep.Reason == ""
+}
+
+// predict returns, for each row, the class the scorer would report: the
+// most probable class if its probability reaches the class's alerting
+// threshold, otherwise benign. It returns nil if any probability is not
+// finite.
+func predict(m *model.Model, rows []row, benign int) []int {
+	if len(rows) == 0 {
+		return []int{}
+	}
+	d, c := m.EmbeddingDim(), m.NumClasses()
+	emb := make([]float32, 0, len(rows)*d)
+	for _, r := range rows {
+		emb = append(emb, r.emb...)
+	}
+	probs := m.HeadProbs(nil, emb)
+	out := make([]int, len(rows))
+	for i := range rows {
+		p := probs[i*c : (i+1)*c]
+		best := 0
+		for k, v := range p {
+			if v-v != 0 {
+				return nil
+			}
+			if v > p[best] {
+				best = k
+			}
+		}
+		if best != benign && p[best] < m.Thresholds[best] {
+			best = benign
+		}
+		out[i] = best
+	}
+	return out
+}
+
+// Keys of the gate's numbers in ModelUpdate.Gate. Class-specific keys are
+// "recall.<class>.before", "recall.<class>.after", "holdout.<class>",
+// "agreement.<class>" and "holdout.labels.<class>".
+const (
+	gateFPRBefore     = "fpr.before"
+	gateFPRAfter      = "fpr.after"
+	gateHoldBenign    = "holdout.benign"
+	gateFitLabels     = "fit.labels"
+	gateFitExemplars  = "fit.exemplars"
+	gateHoldLabels    = "holdout.labels"
+	gateHoldExemplars = "holdout.exemplars"
+	gateLoss          = "fit.loss"
+	gateRecallTol     = "tolerance.recall"
+	gateFPRTol        = "tolerance.fpr"
+	gateMinAgreement  = "tolerance.agreement"
+	// gateResumePrefix + partition records the labels offset up to which
+	// every label has been dealt with, so a restarted adapter neither
+	// loses nor refits any (see Stage).
+	gateResumePrefix = "resume.labels."
+)
+
+// numbers returns the report as ModelUpdate.Gate entries.
+func (rep *gateReport) numbers(p fitParams) map[string]float64 {
+	g := map[string]float64{
+		gateFPRBefore:     rep.FPRBefore,
+		gateFPRAfter:      rep.FPRAfter,
+		gateHoldBenign:    float64(rep.BenignN),
+		gateFitLabels:     float64(rep.FitLabels),
+		gateFitExemplars:  float64(rep.FitExemplars),
+		gateHoldLabels:    float64(rep.HoldLabels),
+		gateHoldExemplars: float64(rep.HoldExemplars),
+		gateLoss:          rep.Loss,
+		gateRecallTol:     p.recallTol,
+		gateFPRTol:        p.fprTol,
+	}
+	for _, c := range rep.Classes {
+		if !c.New {
+			g["recall."+c.Name+".before"] = c.Before
+		}
+		g["recall."+c.Name+".after"] = c.After
+		g["holdout."+c.Name] = float64(c.N)
+	}
+	for _, a := range rep.Agreement {
+		g["agreement."+a.Name] = a.Share
+		g["holdout.labels."+a.Name] = float64(a.N)
+	}
+	g[gateMinAgreement] = p.minAgreement
+	return g
+}
+
+// logAttrs returns the report as slog key-value pairs.
+func (rep *gateReport) logAttrs() []any {
+	attrs := []any{
+		"fpr_before", rep.FPRBefore, "fpr_after", rep.FPRAfter, "holdout_benign", rep.BenignN,
+		"fit_labels", rep.FitLabels, "holdout_labels", rep.HoldLabels,
+		"fit_exemplars", rep.FitExemplars, "holdout_exemplars", rep.HoldExemplars, "loss", rep.Loss,
+	}
+	// One key for all classes: log keys stay a fixed set.
+	var recall strings.Builder
+	for i, c := range rep.Classes {
+		if i > 0 {
+			recall.WriteString("; ")
+		}
+		fmt.Fprintf(&recall, "%s %.3f->%.3f of %d", c.Name, c.Before, c.After, c.N)
+	}
+	var agree strings.Builder
+	for i, a := range rep.Agreement {
+		if i > 0 {
+			agree.WriteString("; ")
+		}
+		fmt.Fprintf(&agree, "%s %.3f of %d", a.Name, a.Share, a.N)
+	}
+	return append(attrs, "recall", recall.String(), "agreement", agree.String())
+}
