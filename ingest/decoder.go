@@ -18,8 +18,8 @@ import (
 // flow i of the record gets Source = src with Index i. A record is all or
 // nothing: on failure Decode returns dst with its original length and a
 // *RecordError, or a *Skip when the record is understood but holds no flow
-// (a header line, a non-flow event). It never returns a flow with a nil error
-// count of zero, never keeps rec after returning, and never panics.
+// (a header line, a non-flow event). On success it has appended at least one
+// flow. It never keeps rec after returning and never panics.
 //
 // Every Decoder returned by NewDecoders is safe for concurrent use. Formats
 // with per-stream state (Zeek TSV, VPC and CICFlowMeter headers) keep it per
