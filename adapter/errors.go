@@ -19,4 +19,10 @@ var (
 	// field that does not parse, or a label that breaks schemas.Label's
 	// rules. The error names the line or item.
 	ErrLabelFile = errors.New("bad label file")
+
+	// errNoBase means a head update came with no model to apply it to.
+	errNoBase = errors.New("head update with no model to apply it to")
+
+	// errUnknownKind means a model update is neither FULL nor HEAD.
+	errUnknownKind = errors.New("unknown update kind")
 )

@@ -134,10 +134,11 @@ func (rep *gateReport) gate(cur, cand *model.Model, hold []row, benign, known in
 	rep.Accepted = rep.Reason == ""
 }
 
-// predict returns, for each row, the class the scorer would report: the
-// most probable class if its probability reaches the class's alerting
-// threshold, otherwise benign. It returns nil if any probability is not
-// finite.
+// predict returns, for each row, the class the scorer would alert on, or
+// benign: the most probable class other than benign, if its probability
+// reaches its threshold (a threshold of 0 means uncalibrated, never). This
+// is the scorer's rule, so the gate measures what analysts will see. It
+// returns nil if any probability is not finite.
 func predict(m *model.Model, rows []row, benign int) []int {
 	if len(rows) == 0 {
 		return []int{}
@@ -151,19 +152,19 @@ func predict(m *model.Model, rows []row, benign int) []int {
 	out := make([]int, len(rows))
 	for i := range rows {
 		p := probs[i*c : (i+1)*c]
-		best := 0
+		best := -1
 		for k, v := range p {
 			if v-v != 0 {
 				return nil
 			}
-			if v > p[best] {
+			if k != benign && (best < 0 || v > p[best]) {
 				best = k
 			}
 		}
-		if best != benign && p[best] < m.Thresholds[best] {
-			best = benign
+		out[i] = benign
+		if best >= 0 && m.Thresholds[best] > 0 && p[best] >= m.Thresholds[best] {
+			out[i] = best
 		}
-		out[i] = best
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 package adapter
 
 import (
+	"maps"
 	"slices"
 	"time"
 
@@ -31,14 +32,27 @@ type pending struct {
 	readAt time.Time // wall clock, for expiry
 	timeNs int64     // the label's time, or its record's: the latest label on a flow wins
 
-	flow    uint64
-	hasFlow bool
-	joined  bool
-	emb     []float32
-	version int64 // the model version that scored the flow
-	alerted bool  // the flow was alerted on: a benign verdict is a false positive
-	done    bool
+	recordNs int64 // the label record's time, for label-to-publish latency
+
+	flow     uint64
+	hasFlow  bool
+	joined   bool
+	emb      []float32
+	version  int64    // the model version that scored the flow
+	alerted  bool     // the flow was alerted on: a benign verdict is a false positive
+	scorePos position // where the flow's score was read, once joined
+	alertPos position // where the alert naming the flow was read, for alert labels
+	done     bool
 }
+
+// position is a record's partition and offset.
+type position struct {
+	part   int
+	offset int64
+}
+
+// noPos marks a position not taken.
+var noPos = position{part: -1}
 
 // labelQueue is one labels partition's held labels in offset order, and the
 // offset after the last one read. Fits take labels from the front only, so
@@ -66,6 +80,10 @@ type joiner struct {
 	byAlert map[string]*pending
 	queues  map[int]*labelQueue
 	held    int
+
+	// scoreNext and alertNext are, per partition, the offset after the last
+	// score or alert record read.
+	scoreNext, alertNext map[int]int64
 }
 
 func newJoiner(j JoinConfig, count func(outcome string)) *joiner {
@@ -74,10 +92,12 @@ func newJoiner(j JoinConfig, count func(outcome string)) *joiner {
 		maxLabels: j.MaxLabels,
 		count:     count,
 		scores:    scoreBuf{max: j.MaxScores, index: map[uint64]int{}},
-		alerts:    alertMap{max: j.MaxAlerts, flow: map[string]uint64{}, alerted: map[uint64]int{}},
+		alerts:    alertMap{max: j.MaxAlerts, flow: map[string]alertEntry{}, alerted: map[uint64]int{}},
 		byFlow:    map[uint64]*pending{},
 		byAlert:   map[string]*pending{},
 		queues:    map[int]*labelQueue{},
+		scoreNext: map[int]int64{},
+		alertNext: map[int]int64{},
 	}
 }
 
@@ -103,6 +123,7 @@ func (j *joiner) read(part int, offset int64) {
 // add takes a decoded, rate-checked label. It returns the outcome if the
 // label was settled at once, or "" if it is held.
 func (j *joiner) add(p *pending) string {
+	p.scorePos, p.alertPos = noPos, noPos
 	if j.held >= j.maxLabels {
 		return outcomeOverflow
 	}
@@ -115,8 +136,8 @@ func (j *joiner) add(p *pending) string {
 		p.flow, p.hasFlow = id, true
 	case schemas.TargetAlert:
 		p.alerted = true
-		if id, ok := j.alerts.flow[p.label.TargetID]; ok {
-			p.flow, p.hasFlow = id, true
+		if e, ok := j.alerts.flow[p.label.TargetID]; ok {
+			p.flow, p.hasFlow, p.alertPos = e.flow, true, e.pos
 		}
 	default:
 		return outcomeInvalid
@@ -147,7 +168,7 @@ func (j *joiner) place(p *pending) bool {
 			return false
 		}
 		if old.joined && !p.joined {
-			p.joined, p.emb, p.version = true, old.emb, old.version
+			p.joined, p.emb, p.version, p.scorePos = true, old.emb, old.version, old.scorePos
 			p.alerted = p.alerted || old.alerted
 		}
 		j.settle(old, outcomeSuperseded)
@@ -155,31 +176,43 @@ func (j *joiner) place(p *pending) bool {
 	j.byFlow[p.flow] = p
 	p.alerted = p.alerted || j.alerts.alerted[p.flow] > 0
 	if !p.joined {
-		if emb, ver, alerted, ok := j.scores.get(p.flow); ok {
-			p.joined, p.emb, p.version = true, slices.Clone(emb), ver
-			p.alerted = p.alerted || alerted
+		if emb, slot, ok := j.scores.get(p.flow); ok {
+			p.joined, p.emb, p.version, p.scorePos = true, slices.Clone(emb), slot.version, slot.pos
+			p.alerted = p.alerted || slot.alerted
 		}
 	}
 	return true
 }
 
-// addScore takes one scored flow: timeNs is its record's time, alerted
-// whether the scorer's model alerted on it.
-func (j *joiner) addScore(flow uint64, timeNs, version int64, alerted bool, emb []float32) {
-	j.scores.add(flow, timeNs, version, alerted, emb)
+// readScore records that the scores record at offset of part has been
+// read, whatever it held.
+func (j *joiner) readScore(part int, offset int64) {
+	j.scoreNext[part] = max(j.scoreNext[part], offset+1)
+}
+
+// readAlert records that the alerts record at offset of part has been
+// read.
+func (j *joiner) readAlert(part int, offset int64) {
+	j.alertNext[part] = max(j.alertNext[part], offset+1)
+}
+
+// addScore takes one scored flow, read at pos. timeNs is its record's time,
+// alerted whether the scorer's model alerted on it.
+func (j *joiner) addScore(flow uint64, pos position, timeNs, version int64, alerted bool, emb []float32) {
+	j.scores.add(scoreSlot{flow: flow, pos: pos, timeNs: timeNs, version: version, alerted: alerted}, emb)
 	if p := j.byFlow[flow]; p != nil && !p.joined {
-		p.joined, p.emb, p.version = true, slices.Clone(emb), version
+		p.joined, p.emb, p.version, p.scorePos = true, slices.Clone(emb), version, pos
 		p.alerted = p.alerted || alerted
 	}
 }
 
-// addAlert records which flow an alert id stands for, and joins labels
-// waiting on it.
-func (j *joiner) addAlert(alertID string, flow uint64) {
-	j.alerts.add(alertID, flow)
+// addAlert records which flow an alert id, read at pos, stands for, and
+// joins labels waiting on it.
+func (j *joiner) addAlert(alertID string, flow uint64, pos position) {
+	j.alerts.add(alertID, flow, pos)
 	if p := j.byAlert[alertID]; p != nil {
 		delete(j.byAlert, alertID)
-		p.flow, p.hasFlow = flow, true
+		p.flow, p.hasFlow, p.alertPos = flow, true, pos
 		if !j.place(p) {
 			j.settle(p, outcomeSuperseded)
 		}
@@ -277,6 +310,46 @@ func (j *joiner) resume() map[int]int64 {
 	return out
 }
 
+// scoresResume returns, per scores partition, the offset from which a
+// restarted adapter must read the scores again to hold what this one
+// holds: the oldest score in the buffer, or behind any held label, else
+// the next unread.
+func (j *joiner) scoresResume() map[int]int64 {
+	out := maps.Clone(j.scoreNext)
+	at := func(pos position) {
+		if pos.part >= 0 {
+			out[pos.part] = min(out[pos.part], pos.offset)
+		}
+	}
+	for i := range j.scores.n {
+		at(j.scores.slots[(j.scores.start+i)%len(j.scores.slots)].pos)
+	}
+	for _, p := range j.byFlow {
+		if p.joined {
+			at(p.scorePos)
+		}
+	}
+	return out
+}
+
+// alertsResume is scoresResume for the alerts topic.
+func (j *joiner) alertsResume() map[int]int64 {
+	out := maps.Clone(j.alertNext)
+	at := func(pos position) {
+		if pos.part >= 0 {
+			out[pos.part] = min(out[pos.part], pos.offset)
+		}
+	}
+	a := &j.alerts
+	for i := range len(a.order) {
+		at(a.flow[a.order[(a.start+i)%len(a.order)]].pos)
+	}
+	for _, p := range j.byFlow {
+		at(p.alertPos)
+	}
+	return out
+}
+
 func (j *joiner) parts() []int {
 	parts := make([]int, 0, len(j.queues))
 	for p := range j.queues {
@@ -301,12 +374,13 @@ type scoreBuf struct {
 
 type scoreSlot struct {
 	flow    uint64
+	pos     position
 	timeNs  int64
 	version int64
 	alerted bool
 }
 
-func (b *scoreBuf) add(flow uint64, timeNs, version int64, alerted bool, emb []float32) {
+func (b *scoreBuf) add(slot scoreSlot, emb []float32) {
 	if len(emb) != b.dim {
 		// A model of another shape now scores flows: the old embeddings
 		// are useless to it.
@@ -334,11 +408,11 @@ func (b *scoreBuf) add(flow uint64, timeNs, version int64, alerted bool, emb []f
 		b.slots = append(b.slots, scoreSlot{})
 		b.emb = append(b.emb, make([]float32, b.dim)...)
 	}
-	b.slots[pos] = scoreSlot{flow: flow, timeNs: timeNs, version: version, alerted: alerted}
+	b.slots[pos] = slot
 	copy(b.emb[pos*b.dim:(pos+1)*b.dim], emb)
-	b.index[flow] = pos
+	b.index[slot.flow] = pos
 	b.n++
-	b.newest = max(b.newest, timeNs)
+	b.newest = max(b.newest, slot.timeNs)
 }
 
 func (b *scoreBuf) evictOldest() {
@@ -356,14 +430,13 @@ func (b *scoreBuf) evictBefore(timeNs int64) {
 	}
 }
 
-// get returns the flow's embedding, aliasing the buffer.
-func (b *scoreBuf) get(flow uint64) (emb []float32, version int64, alerted, ok bool) {
+// get returns the flow's embedding, aliasing the buffer, and its slot.
+func (b *scoreBuf) get(flow uint64) (emb []float32, slot scoreSlot, ok bool) {
 	pos, ok := b.index[flow]
 	if !ok {
-		return nil, 0, false, false
+		return nil, scoreSlot{}, false
 	}
-	s := b.slots[pos]
-	return b.emb[pos*b.dim : (pos+1)*b.dim], s.version, s.alerted, true
+	return b.emb[pos*b.dim : (pos+1)*b.dim], b.slots[pos], true
 }
 
 // alertMap maps alert ids to the flows that opened them, first in first
@@ -372,17 +445,22 @@ type alertMap struct {
 	max     int
 	order   []string // ring of alert ids, oldest at start
 	start   int
-	flow    map[string]uint64
+	flow    map[string]alertEntry
 	alerted map[uint64]int
 }
 
-func (a *alertMap) add(alertID string, flow uint64) {
+type alertEntry struct {
+	flow uint64
+	pos  position
+}
+
+func (a *alertMap) add(alertID string, flow uint64, pos position) {
 	if _, ok := a.flow[alertID]; ok {
-		return // a redelivered alert
+		return // an update of an open alert, or a redelivery
 	}
 	if len(a.flow) == a.max {
 		old := a.order[a.start]
-		f := a.flow[old]
+		f := a.flow[old].flow
 		delete(a.flow, old)
 		if a.alerted[f]--; a.alerted[f] <= 0 {
 			delete(a.alerted, f)
@@ -392,6 +470,6 @@ func (a *alertMap) add(alertID string, flow uint64) {
 	} else {
 		a.order = append(a.order, alertID)
 	}
-	a.flow[alertID] = flow
+	a.flow[alertID] = alertEntry{flow, pos}
 	a.alerted[flow]++
 }

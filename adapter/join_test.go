@@ -153,9 +153,11 @@ func TestJoin(t *testing.T) {
 						got[out]++
 					}
 				case s.score != 0:
-					j.addScore(s.score, int64(s.scoreAt), 1, false, emb)
+					j.readScore(0, int64(i))
+					j.addScore(s.score, position{0, int64(i)}, int64(s.scoreAt), 1, false, emb)
 				case s.alert != "":
-					j.addAlert(s.alert, s.flow)
+					j.readAlert(0, int64(i))
+					j.addAlert(s.alert, s.flow, position{0, int64(i)})
 				case s.advance != 0:
 					now = now.Add(s.advance)
 					j.expire(now)
@@ -197,7 +199,7 @@ func TestJoinSettle(t *testing.T) {
 	for off := int64(100); off < 110; off++ {
 		flow := uint64(off)
 		if off != 105 {
-			j.addScore(flow, 0, 1, false, []float32{float32(off)})
+			j.addScore(flow, position{0, off}, 0, 1, false, []float32{float32(off)})
 		}
 		j.read(0, off)
 		if out := j.add(&pending{part: 0, offset: off, readAt: now, label: schemas.Label{
@@ -215,7 +217,7 @@ func TestJoinSettle(t *testing.T) {
 	if r := j.resume(); r[0] != 105 {
 		t.Errorf("resume after the fit = %d, want 105", r[0])
 	}
-	j.addScore(105, 0, 1, false, []float32{105})
+	j.addScore(105, position{0, 200}, 0, 1, false, []float32{105})
 	for _, p := range j.eligible() {
 		j.settle(p, outcomeRejected)
 	}
@@ -230,23 +232,23 @@ func TestJoinSettle(t *testing.T) {
 func TestScoreBuf(t *testing.T) {
 	b := scoreBuf{max: 4, index: map[uint64]int{}}
 	for i := range uint64(3) {
-		b.add(i, int64(i), 0, false, []float32{float32(i), 0})
+		b.add(scoreSlot{flow: i, timeNs: int64(i)}, []float32{float32(i), 0})
 	}
 	b.evictBefore(2) // drops 0 and 1, leaving a gap at the front
 	for i := uint64(3); i < 7; i++ {
-		b.add(i, int64(i), 0, false, []float32{float32(i), 0})
+		b.add(scoreSlot{flow: i, timeNs: int64(i)}, []float32{float32(i), 0})
 	}
 	// The ring holds 3..6: 2 was the oldest when the fifth slot was needed.
 	for i := range uint64(7) {
-		emb, _, _, ok := b.get(i)
+		emb, _, ok := b.get(i)
 		if want := i >= 3; ok != want {
 			t.Errorf("get(%d) ok = %v, want %v", i, ok, want)
 		} else if ok && emb[0] != float32(i) {
 			t.Errorf("get(%d) = %v, want [%d 0]", i, emb, i)
 		}
 	}
-	b.add(9, 9, 0, false, []float32{9, 9, 9}) // a model of another shape
-	if _, _, _, ok := b.get(6); ok || b.n != 1 {
+	b.add(scoreSlot{flow: 9, timeNs: 9}, []float32{9, 9, 9}) // a model of another shape
+	if _, _, ok := b.get(6); ok || b.n != 1 {
 		t.Errorf("after a wider embedding: %d held, flow 6 still there = %v; want only the new one", b.n, ok)
 	}
 }
@@ -291,5 +293,50 @@ func TestRateLimiter(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestJoinReplayPositions checks the offsets a restarted adapter reads
+// scores and alerts from: far enough back to rebuild every held score and
+// alert mapping, including those of held labels that the buffers have
+// since dropped.
+func TestJoinReplayPositions(t *testing.T) {
+	cfg := DefaultConfig().Adapter.Join
+	cfg.MaxScores, cfg.MaxAlerts = 3, 1
+	j := newJoiner(cfg, func(string) {})
+	score := func(part int, off int64, flow uint64) {
+		j.readScore(part, off)
+		j.addScore(flow, position{part, off}, 0, 1, false, []float32{1})
+	}
+	alert := func(part int, off int64, id string, flow uint64) {
+		j.readAlert(part, off)
+		j.addAlert(id, flow, position{part, off})
+	}
+	score(0, 0, 10)
+	score(1, 0, 20)
+	alert(0, 7, "a1", 10)
+	j.read(0, 0)
+	lbl := alertLabel(0, 0, "a1", "x", 1)
+	if out := j.add(lbl); out != "" || !lbl.joined {
+		t.Fatalf("add = %q, joined %v; want a joined label", out, lbl.joined)
+	}
+	for off := int64(1); off < 5; off++ {
+		score(0, off, 10+uint64(off))
+	}
+	alert(0, 8, "a2", 11)
+	if got, want := j.scoresResume(), map[int]int64{0: 0, 1: 1}; !maps.Equal(got, want) {
+		t.Errorf("scoresResume with a held label = %v, want %v", got, want)
+	}
+	if got, want := j.alertsResume(), map[int]int64{0: 7}; !maps.Equal(got, want) {
+		t.Errorf("alertsResume with a held label = %v, want %v", got, want)
+	}
+	j.settle(lbl, outcomePublished)
+	// The buffer holds offsets 2-4 of partition 0; partition 1's score was
+	// dropped, so it resumes after it.
+	if got, want := j.scoresResume(), map[int]int64{0: 2, 1: 1}; !maps.Equal(got, want) {
+		t.Errorf("scoresResume = %v, want %v", got, want)
+	}
+	if got, want := j.alertsResume(), map[int]int64{0: 8}; !maps.Equal(got, want) {
+		t.Errorf("alertsResume = %v, want %v", got, want)
 	}
 }
