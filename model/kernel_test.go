@@ -133,3 +133,46 @@ func TestKernelNormSqerr(t *testing.T) {
 		}
 	}
 }
+
+// TestMM32 checks the training products on the fast kernels against gonum,
+// for every transpose, beta and ragged size.
+func TestMM32(t *testing.T) {
+	mm := newMM32()
+	if mm == nil {
+		t.Skip("no assembly kernel on this CPU")
+	}
+	rng := rand.New(rand.NewPCG(6, 0))
+	for _, sh := range []struct{ m, n, k int }{{1, 1, 1}, {13, 17, 5}, {64, 256, 32}, {256, 32, 1024}, {7, 3, 96}} {
+		for _, tA := range []bool{false, true} {
+			for _, tB := range []bool{false, true} {
+				for _, beta := range []float32{0, 1, 0.5} {
+					name := fmt.Sprintf("%dx%dx%d/tA=%v/tB=%v/beta=%g", sh.m, sh.n, sh.k, tA, tB, beta)
+					m, n, k := sh.m, sh.n, sh.k
+					lda, ldb, ldc := k+1, n+2, n+3
+					if tA {
+						lda = m + 1
+					}
+					if tB {
+						ldb = k + 2
+					}
+					rowsA, rowsB := m, k
+					if tA {
+						rowsA = k
+					}
+					if tB {
+						rowsB = n
+					}
+					a := randSlice(rng, rowsA*lda, 1)
+					b := randSlice(rng, rowsB*ldb, 1)
+					c := randSlice(rng, m*ldc, 1)
+					want := append([]float32(nil), c...)
+					mm.gemm(tA, tB, m, n, k, a, lda, b, ldb, beta, c, ldc)
+					gemm(tA, tB, m, n, k, 1, a, lda, b, ldb, beta, want, ldc)
+					if err := near(c, want, 1e-5*math.Sqrt(float64(k))); err != nil {
+						t.Errorf("%s: C%v", name, err)
+					}
+				}
+			}
+		}
+	}
+}
