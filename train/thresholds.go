@@ -1,0 +1,132 @@
+package train
+
+import (
+	"math"
+	"slices"
+	"sort"
+
+	"github.com/metaids/metaids/dataset"
+	"github.com/metaids/metaids/schemas"
+)
+
+// finish sets the thresholds from the validation split and stores
+// exemplars of the training split, both from one pass of the deployed path
+// over the streams validation may see.
+func (tr *trainer) finish() error {
+	d, m := tr.d, tr.m
+	var (
+		anomBenign, anomAll []float32
+		probs               []float32
+		cls                 []int
+	)
+	ex := make([][]schemas.Exemplar, tr.nCls)
+	seen := make([]int, tr.nCls)
+	M := tr.cfg.Exemplars
+	C := tr.nCls
+	infer(m, tr.valS, func(i int) bool { return d.Class[i] >= 0 || d.Split[i] == dataset.Val }, func(i int, o *out) {
+		c := d.Class[i]
+		if d.Split[i] == dataset.Train {
+			// Reservoir sampling keeps a uniform sample of each class.
+			if c >= 0 && M > 0 {
+				seen[c]++
+				if len(ex[c]) < M {
+					ex[c] = append(ex[c], schemas.Exemplar{Class: int32(c), Embedding: slices.Clone(o.emb)})
+				} else if r := tr.rng.IntN(seen[c]); r < M {
+					ex[c][r] = schemas.Exemplar{Class: int32(c), Embedding: slices.Clone(o.emb)}
+				}
+			}
+			return
+		}
+		anomAll = append(anomAll, o.anomaly)
+		if c == 0 {
+			anomBenign = append(anomBenign, o.anomaly)
+		}
+		if c >= 0 {
+			probs = append(probs, o.probs...)
+			cls = append(cls, c)
+		}
+	})
+	m.Exemplars = m.Exemplars[:0]
+	for _, e := range ex {
+		m.Exemplars = append(m.Exemplars, e...)
+	}
+	// The anomaly threshold keeps TargetFPR of benign validation flows
+	// below it; without benign labels, of all validation flows.
+	ref := anomBenign
+	if len(ref) == 0 {
+		ref = anomAll
+	}
+	if len(ref) > 0 {
+		m.AnomalyThreshold = quantile(ref, 1-tr.cfg.TargetFPR)
+	}
+	for k := 1; k < C; k++ {
+		m.Thresholds[k] = bestThreshold(probs, cls, C, k)
+	}
+	m.WeightsChanged()
+	return nil
+}
+
+// quantile returns the q-quantile of v (nearest rank, so it is one of v's
+// values nudged up by one ulp, and exactly the wanted share lies above it).
+func quantile(v []float32, q float64) float32 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	i := int(math.Ceil(q*float64(len(s)))) - 1
+	i = min(max(i, 0), len(s)-1)
+	return math.Nextafter32(s[i], float32(math.Inf(1)))
+}
+
+// bestThreshold chooses class k's alert threshold on validation data: the
+// probability cut that maximises the F1 of "p_k above it" against "the flow
+// is of class k", taking the middle of the best plateau so the cut is not
+// balanced on the edge of the validation sample. A class with no
+// validation flow keeps 0.5.
+func bestThreshold(probs []float32, cls []int, C, k int) float32 {
+	pos := 0
+	for _, c := range cls {
+		if c == k {
+			pos++
+		}
+	}
+	if pos == 0 {
+		return 0.5
+	}
+	type pt struct {
+		p   float32
+		pos bool
+	}
+	pts := make([]pt, len(cls))
+	for i, c := range cls {
+		pts[i] = pt{probs[i*C+k], c == k}
+	}
+	sort.Slice(pts, func(a, b int) bool { return pts[a].p > pts[b].p })
+	// Sweep cuts from high to low: after taking the first n points the
+	// cut lies between pts[n-1].p and pts[n].p.
+	bestF1, lo, hi := -1.0, float32(0.5), float32(0.5)
+	tp, fp := 0, 0
+	for n := 1; n <= len(pts); n++ {
+		if pts[n-1].pos {
+			tp++
+		} else {
+			fp++
+		}
+		if n < len(pts) && pts[n].p == pts[n-1].p {
+			continue
+		}
+		f1 := 2 * float64(tp) / float64(2*tp+fp+(pos-tp))
+		below := float32(0)
+		if n < len(pts) {
+			below = pts[n].p
+		}
+		switch {
+		case f1 > bestF1+1e-12:
+			bestF1, hi, lo = f1, pts[n-1].p, below
+		case f1 > bestF1-1e-12:
+			lo = below // the plateau extends downwards
+		}
+	}
+	// Alerts fire for p > threshold; keep the cut inside (lo, hi] and away
+	// from the extremes, where float rounding decides.
+	t := (lo + hi) / 2
+	return min(max(t, 0.05), 0.99)
+}
