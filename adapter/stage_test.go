@@ -476,3 +476,231 @@ func TestStageLearnsNewFamily(t *testing.T) {
 		t.Errorf("labels read = %v, want %v", got, want)
 	}
 }
+
+func TestStageRejectsPoison(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e: starts a broker and an adapter")
+	}
+	p := newPipeline(t, 32)
+	models := p.watchModels()
+	r := p.start(p.config(t.Name()))
+
+	flows := p.score(map[string]int{"portscan": 10, "benign": 20})
+	var scans []flow
+	for _, f := range flows {
+		if f.family == "portscan" {
+			scans = append(scans, f)
+		}
+	}
+	// Ten labels calling a port scan the model detects benign, through
+	// its alerts, as an insider silencing them would.
+	for _, f := range scans {
+		p.send(AlertLabel(p.alert(f, "portscan"), schemas.VerdictBenign, "mallory", "poison"))
+	}
+	eventually(t, 20*time.Second, wantCounter(t, r, "gate", "rejected", 1))
+	if got := counter(t, r, "labels", outcomeRejected); got != 10 {
+		t.Errorf("labels rejected = %v, want 10", got)
+	}
+	if got := counter(t, r, "false_positives", ""); got != 10 {
+		t.Errorf("false-positive labels = %v, want 10 (benign verdicts on alerted flows)", got)
+	}
+	if got := r.s.Version(); got != 1 {
+		t.Errorf("model in service is v%d, want v1 unchanged", got)
+	}
+
+	// The adapter is not wedged: honest labels after the poison are fitted
+	// and published, and the poisoned ones are not among them.
+	fresh := p.score(map[string]int{"ransomware": 10})
+	p.label("ransomware", fresh...)
+	u, _ := models.wait(t, 1)
+	for _, u := range models.all() {
+		if u.Kind == schemas.UpdateHead && u.Gate[gateFitLabels]+u.Gate[gateHoldLabels] != 10 {
+			t.Errorf("update v%d fitted %v labels, want the 10 honest ones", u.Version, u.Gate[gateFitLabels]+u.Gate[gateHoldLabels])
+		}
+	}
+	m := p.verify(&u, p.base)
+	if b, a := recall(p.base, p.world.sample("portscan", 300), "portscan"), recall(m, p.world.sample("portscan", 300), "portscan"); b-a > 0.05 {
+		t.Errorf("portscan recall fell from %.3f to %.3f after the poison", b, a)
+	}
+	if got := len(models.all()); got != 2 {
+		t.Errorf("%d records on the models topic, want the starting model and one update", got)
+	}
+}
+
+func TestStageRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e: starts a broker and two adapters")
+	}
+	tests := []struct {
+		name string
+		// crash makes the second adapter use another group, so it finds no
+		// commit of the first: as if that one died right after publishing.
+		crash bool
+	}{{"graceful", false}, {"crash", true}}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newPipeline(t, 33)
+			models := p.watchModels()
+			first := p.start(p.config(t.Name()))
+
+			flows := p.score(map[string]int{"ransomware": 10, "cryptominer": 10, "benign": 30})
+			byFam := map[string][]flow{}
+			for _, f := range flows {
+				byFam[f.family] = append(byFam[f.family], f)
+			}
+			p.label("ransomware", byFam["ransomware"]...)
+			v2, _ := models.wait(t, 1)
+			p.label("cryptominer", byFam["cryptominer"][:6]...)
+			eventually(t, 10*time.Second, wantCounter(t, first, "labels_read", "", 16))
+			eventually(t, 10*time.Second, wantCounter(t, first, "held", "", 6))
+			first.stop(t)
+
+			group := t.Name()
+			if tc.crash {
+				group += ".after-crash"
+			}
+			second := p.start(p.config(group))
+			if got := second.s.Version(); got != 2 {
+				t.Fatalf("restarted adapter builds on v%d, want v2", got)
+			}
+			p.label("cryptominer", byFam["cryptominer"][6:]...)
+			v3, _ := models.wait(t, 2)
+			eventually(t, 10*time.Second, wantCounter(t, second, "labels", outcomePublished, 10))
+			eventually(t, 10*time.Second, wantCounter(t, second, "held", "", 0))
+
+			// Nothing fitted twice: the second adapter read the six held
+			// labels and the four new ones, and nothing of the first ten.
+			if got := counter(t, second, "labels_read", ""); got != 10 {
+				t.Errorf("restarted adapter read %v labels, want 10", got)
+			}
+			if got := counter(t, second, "fits", triggerLabels); got != 1 {
+				t.Errorf("restarted adapter fitted %v times, want once", got)
+			}
+			all := models.all()
+			if len(all) != 3 {
+				t.Fatalf("%d records on the models topic, want v1, v2, v3", len(all))
+			}
+			for i, u := range all {
+				if u.Version != int64(i+1) || (i > 0 && u.ParentVersion != int64(i)) {
+					t.Errorf("record %d is v%d with parent %d, want v%d with parent %d", i, u.Version, u.ParentVersion, i+1, i)
+				}
+			}
+			m2 := p.verify(&v2, p.base)
+			m3 := p.verify(&v3, m2)
+			if !slices.Equal(m3.Classes(), append(slices.Clone(knownFamilies), "ransomware", "cryptominer")) {
+				t.Errorf("v3 classes = %q, want the known ones, ransomware and cryptominer", m3.Classes())
+			}
+			// Exemplars carried over: v2's ransomware exemplars are in v3.
+			k, _ := m2.ClassIndex("ransomware")
+			for _, e := range m2.Exemplars {
+				if int(e.Class) != k {
+					continue
+				}
+				if !slices.ContainsFunc(m3.Exemplars, func(x schemas.Exemplar) bool {
+					return int(x.Class) == k && slices.Equal(x.Embedding, e.Embedding)
+				}) {
+					t.Errorf("a ransomware exemplar of v2 is missing from v3")
+					break
+				}
+			}
+			for _, fam := range []string{"ransomware", "cryptominer"} {
+				if got := recall(m3, p.world.sample(fam, 300), fam); got < 0.8 {
+					t.Errorf("v3 recall of %s = %.3f, want > 0.8", fam, got)
+				}
+			}
+		})
+	}
+}
+
+// TestLabelToPublishLatency measures, over rounds that each teach a new
+// family with K = 10 labels, the time from the tenth label's acknowledgement
+// to the update's arrival on the models topic, as a reader sees it.
+func TestLabelToPublishLatency(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e: starts a broker and an adapter")
+	}
+	const rounds = 20
+	p := newPipeline(t, 34)
+	models := p.watchModels()
+	cfg := p.config(t.Name())
+	cfg.Adapter.RateLimit.Burst = 10 * rounds // one analyst labels everything
+	p.start(cfg)
+	var lat []time.Duration
+	for i := range rounds {
+		fam := fmt.Sprintf("family%02d", i)
+		flows := p.score(map[string]int{fam: 10, "benign": 10})
+		var labelled []flow
+		for _, f := range flows {
+			if f.family == fam {
+				labelled = append(labelled, f)
+			}
+		}
+		p.label(fam, labelled[:9]...)
+		p.label(fam, labelled[9])
+		sent := time.Now()
+		u, seen := models.wait(t, i+1)
+		if u.Version != int64(i+2) {
+			t.Fatalf("round %d: update v%d, want v%d", i, u.Version, i+2)
+		}
+		lat = append(lat, seen.Sub(sent))
+	}
+	slices.Sort(lat)
+	p50, p99 := lat[len(lat)/2], lat[(len(lat)*99+99)/100-1]
+	t.Logf("label-to-publish latency over %d rounds: p50 %v, p99 %v, max %v", rounds, p50, p99, lat[len(lat)-1])
+	if p99 > time.Second {
+		t.Errorf("p99 label-to-publish latency = %v, want well under 2s (at most 1s)", p99)
+	}
+}
+
+// TestStageDefences sends labels the adapter must not learn from, and
+// checks each is counted under its outcome and that the counts balance:
+// read = sum of outcomes + held.
+func TestStageDefences(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e: starts a broker and an adapter")
+	}
+	p := newPipeline(t, 35)
+	cfg := p.config(t.Name())
+	cfg.Adapter.Join.Window = 300 * time.Millisecond
+	cfg.Adapter.RateLimit = RateLimitConfig{PerMinute: 1, Burst: 3, MaxAnalysts: 10}
+	r := p.start(cfg)
+	flows := p.score(map[string]int{"ddos": 6})
+
+	var flood []schemas.Label
+	for _, f := range flows[:5] {
+		flood = append(flood, FlowLabel(f.id, "ddos", "eve", "flood"))
+	}
+	p.send(flood...) // 3 within the burst, 2 over it
+	p.send(FlowLabel(0xdead, "ddos", "ann", "no such flow"), FlowLabel(0xbeef, "ddos", "ann", "no such flow"))
+	p.produce(kafka.Message{Topic: p.topics.Labels(), Key: []byte("x"), Value: []byte("not a label")})
+	p.produce(kafka.Message{Topic: p.topics.Labels(), Key: []byte("y"),
+		Value: []byte(`{"target_id": "` + schemas.FormatID(flows[5].id) + `", "target_kind": "FLOW", "verdict": "anomaly", "analyst": "ann"}`)})
+	first, later := FlowLabel(flows[5].id, "ddos", "cat", "first look"), FlowLabel(flows[5].id, schemas.VerdictBenign, "cat", "on reflection")
+	first.TimeNs, later.TimeNs = 100, 200
+	p.send(later)
+	p.send(first) // older, though it comes second: the later verdict stands
+
+	want := map[string]float64{outcomeRateLimited: 2, outcomeExpired: 2, outcomeMalformed: 1, outcomeInvalid: 1, outcomeSuperseded: 1}
+	eventually(t, 10*time.Second, func() error {
+		for o, n := range want {
+			if err := wantCounter(t, r, "labels", o, n)(); err != nil {
+				return err
+			}
+		}
+		return wantCounter(t, r, "held", "", 4)()
+	})
+	var settled float64
+	for _, o := range []string{outcomePublished, outcomeRejected, outcomeExpired, outcomeSuperseded, outcomeInvalid,
+		outcomeMalformed, outcomeRateLimited, outcomeOverflow, outcomeStale} {
+		settled += counter(t, r, "labels", o)
+	}
+	read, held := counter(t, r, "labels_read", ""), counter(t, r, "held", "")
+	if read != 11 || read != settled+held {
+		t.Errorf("labels read %v, settled %v, held %v: want 11 read = settled + held", read, settled, held)
+	}
+	held2 := r.s.join.byFlow[flows[5].id]
+	r.stop(t)
+	if held2 == nil || held2.label.Verdict != schemas.VerdictBenign {
+		t.Errorf("label held for the twice-labelled flow = %+v, want the later, benign one", held2)
+	}
+}
