@@ -46,11 +46,12 @@ type Config struct {
 	Timeout time.Duration `yaml:"timeout"`
 
 	// RetryBackoff is the first wait before retrying a failed produce,
-	// commit or group join; it doubles up to RetryBackoffMax
+	// commit or fetch; it doubles up to RetryBackoffMax
 	// (-kafka.retry.backoff). Default: 100ms.
 	RetryBackoff time.Duration `yaml:"retry_backoff"`
 
-	// RetryBackoffMax caps the retry wait (-kafka.retry.backoff-max).
+	// RetryBackoffMax caps the retry wait, and is the wait before
+	// rejoining after a failed group join (-kafka.retry.backoff-max).
 	// Default: 5s.
 	RetryBackoffMax time.Duration `yaml:"retry_backoff_max"`
 

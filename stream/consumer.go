@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"sync"
@@ -177,11 +178,14 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		HeartbeatInterval: c.cfg.Group.HeartbeatInterval,
 		SessionTimeout:    c.cfg.Group.SessionTimeout,
 		RebalanceTimeout:  c.cfg.Group.RebalanceTimeout,
-		JoinGroupBackoff:  c.cfg.RetryBackoff,
-		StartOffset:       c.cc.StartOffset,
-		Timeout:           c.cfg.Timeout,
-		Logger:            Logger(c.log),
-		ErrorLogger:       ErrorLogger(c.log),
+		// kafka-go waits this long after every failed join, without
+		// growing it, so it takes the cap: a broker that is down is not
+		// hammered, and its failures are not logged ten times a second.
+		JoinGroupBackoff: c.cfg.RetryBackoffMax,
+		StartOffset:      c.cc.StartOffset,
+		Timeout:          c.cfg.Timeout,
+		Logger:           Logger(c.log),
+		ErrorLogger:      ErrorLogger(c.log),
 	})
 	if err != nil {
 		return fmt.Errorf("consumer group %s: %w", c.cc.Group, err)
@@ -431,12 +435,26 @@ func (c *Consumer) handle(ctx context.Context, batch []kafka.Message, h Handler)
 	c.met.batchRecords.WithLabelValues(c.cc.Group).Observe(float64(len(batch)))
 
 	start := time.Now()
-	err := h(ctx, batch)
+	err := c.call(ctx, batch, h)
 	c.met.handleSeconds.WithLabelValues(c.cc.Group).Observe(time.Since(start).Seconds())
 	if err != nil {
 		return fmt.Errorf("handle batch of %d records: %w", len(batch), err)
 	}
 	return nil
+}
+
+// call runs h, turning a panic into an error so that Run still leaves the
+// group and the process exits through its normal path. Stages recover
+// per-record panics themselves and dead-letter the record; one that
+// reaches here is a bug in the stage, so nothing is committed.
+func (c *Consumer) call(ctx context.Context, batch []kafka.Message, h Handler) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.log.Error("handler panicked", "panic", p, "stack", string(debug.Stack()))
+			err = fmt.Errorf("%w: %v", ErrHandlerPanic, p)
+		}
+	}()
+	return h(ctx, batch)
 }
 
 // commit commits, per partition, the offset after the highest record of

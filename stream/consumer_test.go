@@ -321,6 +321,22 @@ func TestHandlerErrorLeavesBatchUncommitted(t *testing.T) {
 	}
 }
 
+func TestHandlerPanicFailsRun(t *testing.T) {
+	e := startBroker(t, EmbeddedConfig{})
+	cfg := fastConfig(e)
+	topic := topicName(t, "in")
+	createTopic(t, cfg, topic, 1)
+	produceN(t, newProducer(t, cfg, nil), topic, "m", 3)
+	r := startConsumer(t, cfg, ConsumerConfig{Group: t.Name(), Topics: []string{topic}}, nil,
+		func(context.Context, []kafka.Message) error { panic("bug in stage") })
+	if err := r.wait(t, 10*time.Second); !errors.Is(err, ErrHandlerPanic) || !strings.Contains(err.Error(), "bug in stage") {
+		t.Fatalf("Run = %v, want %v naming the panic", err, ErrHandlerPanic)
+	}
+	if got := committed(t, cfg, t.Name(), topic, 1)[0]; got != -1 {
+		t.Errorf("committed offset %d, want none", got)
+	}
+}
+
 func TestRestartResumesAfterCommit(t *testing.T) {
 	e := startBroker(t, EmbeddedConfig{})
 	cfg := fastConfig(e)

@@ -19,6 +19,10 @@ var (
 	// or has run: a Consumer is one group membership, used once.
 	ErrRunning = errors.New("stream: consumer already run")
 
+	// ErrHandlerPanic is returned, wrapped, by Run when the Handler
+	// panicked; nothing of that batch is committed.
+	ErrHandlerPanic = errors.New("stream: handler panicked")
+
 	// ErrNotLoopback is returned by StartEmbedded for an address off
 	// 127.0.0.1: kfake binds the loopback interface only.
 	ErrNotLoopback = errors.New("stream: the embedded broker listens on 127.0.0.1 only")
