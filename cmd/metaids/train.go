@@ -1,0 +1,328 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/metaids/metaids/dataset"
+	"github.com/metaids/metaids/integration"
+	"github.com/metaids/metaids/train"
+)
+
+// trainConfig is `metaids train`: read labelled datasets (or generate
+// synthetic traffic), train the model, write it with a JSON report and
+// plots.
+type trainConfig struct {
+	// Data lists dataset files, directories or globs; the flag may repeat.
+	Data []string `yaml:"data" help:"dataset files, directories or globs (comma-separated or repeated): CICFlowMeter CSV, Zeek conn.log with Stratosphere labels, LUFlow CSV, gzipped or not"`
+	// Synthetic trains on the project's synthetic traffic instead, holding
+	// out integration.FamilyDNSTunnel unless -holdout-family says
+	// otherwise: the model the demo uses, whose scripted analyst later
+	// labels that family.
+	Synthetic bool `yaml:"synthetic" help:"train on synthetic traffic (the demo's model; holds out dns_tunnel unless -holdout-family is set, 'none' for no holdout)"`
+	// Out is the model file to write. Required.
+	Out string `yaml:"out" help:"model file to write"`
+	// Report is the JSON report; default <out>.report.json, "none" for none.
+	Report string `yaml:"report" help:"JSON report file (default <out>.report.json; none to skip)"`
+	// Plots is the directory for PNG plots; default <out>.plots, "none"
+	// for none.
+	Plots string `yaml:"plots" help:"directory for PNG plots (default <out>.plots; none to skip)"`
+	// Ablations also trains and evaluates the model without each
+	// objective, which multiplies the training time by about five.
+	Ablations bool `yaml:"ablations" help:"also train without meta-training, without adversarial augmentation, without pretraining, and with pretraining only, and report each"`
+	// Progress shows a progress bar: auto (on a terminal), on or off.
+	Progress string `yaml:"progress" help:"progress bar: auto (only on a terminal), on or off"`
+
+	Dataset       dataset.Config          `yaml:",inline"`
+	SyntheticData dataset.SyntheticConfig `yaml:"synthetic-data"`
+	Train         train.Config            `yaml:"train"`
+	Log           LogConfig               `yaml:"log"`
+}
+
+func defaultTrainConfig() trainConfig {
+	return trainConfig{
+		Progress:      "auto",
+		Dataset:       dataset.DefaultConfig(),
+		SyntheticData: dataset.DefaultSyntheticConfig(),
+		Train:         train.DefaultConfig(),
+		Log:           LogConfig{Format: "text", Level: "info"},
+	}
+}
+
+// Validate reports every problem, each naming its flag.
+func (c trainConfig) Validate() error {
+	var errs []error
+	if len(c.Data) == 0 && !c.Synthetic {
+		errs = append(errs, errors.New("-data: give dataset files, directories or globs, or -synthetic"))
+	}
+	if len(c.Data) > 0 && c.Synthetic {
+		errs = append(errs, errors.New("-data: not with -synthetic"))
+	}
+	if c.Out == "" {
+		errs = append(errs, errors.New("-out: the model file to write is required"))
+	}
+	switch c.Progress {
+	case "auto", "on", "off":
+	default:
+		errs = append(errs, fmt.Errorf("-progress: want auto, on or off, got %q", c.Progress))
+	}
+	if err := c.Dataset.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Synthetic {
+		if err := c.SyntheticData.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := c.Train.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func runTrain(ctx context.Context, args []string, stderr io.Writer) int {
+	cfg := defaultTrainConfig()
+	fs := flag.NewFlagSet("metaids train", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	b := bind(fs, &cfg)
+	if err := b.load(joinRepeated(args, "data", "holdout-family")); err != nil {
+		if err == flag.ErrHelp {
+			return exitOK
+		}
+		fmt.Fprintf(stderr, "metaids train: %v\n", err)
+		return exitUsage
+	}
+	holdout := cfg.Dataset.Holdout
+	switch {
+	case len(holdout) == 1 && holdout[0] == "none":
+		cfg.Dataset.Holdout = nil
+	case len(holdout) == 0 && cfg.Synthetic:
+		cfg.Dataset.Holdout = []string{integration.FamilyDNSTunnel}
+	}
+	log, err := newLogger(stderr, cfg.Log)
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "metaids train: %v\n", err)
+		return exitUsage
+	}
+	if b.check {
+		fmt.Fprintln(stderr, "metaids train: configuration OK")
+		return exitOK
+	}
+	if err := trainMain(ctx, cfg, stderr, log); err != nil {
+		log.Error("training failed", "err", err)
+		return exitRuntime
+	}
+	return exitOK
+}
+
+func trainMain(ctx context.Context, cfg trainConfig, stderr io.Writer, log *slog.Logger) error {
+	t0 := time.Now()
+	var (
+		recs  []dataset.Record
+		stats *dataset.Stats
+		err   error
+	)
+	if cfg.Synthetic {
+		recs, err = dataset.Synthetic(cfg.SyntheticData)
+	} else {
+		var st dataset.Stats
+		recs, st, err = dataset.Load(cfg.Data, cfg.Dataset)
+		stats = &st
+	}
+	if err != nil {
+		return err
+	}
+	d, err := dataset.Build(recs, cfg.Dataset)
+	if err != nil {
+		return err
+	}
+	log.Info("data loaded", "flows", d.Len(), "hosts", len(d.Hosts), "classes", strings.Join(d.Classes, ","),
+		"holdout", strings.Join(d.Holdout, ","), "dt_prev_from_gaps", d.DeltaT, "seconds", time.Since(t0).Seconds())
+	opt := train.DefaultOptions()
+	opt.Ablations = cfg.Ablations
+	bar := newProgressBar(stderr, cfg.Progress)
+	res, rep, err := train.Run(ctx, d, cfg.Train, opt, bar.update)
+	bar.done()
+	if err != nil {
+		return err
+	}
+	rep.Data.Loader = stats
+	m := res.Model
+	m.Version = 1
+	m.CreatedNs = time.Now().UnixNano()
+	if dir := filepath.Dir(cfg.Out); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("write model: %w", err)
+		}
+	}
+	if err := m.Save(cfg.Out); err != nil {
+		return fmt.Errorf("write model: %w", err)
+	}
+	log.Info("model written", "file", cfg.Out, "classes", strings.Join(m.Classes(), ","),
+		"train_seconds", res.Duration.Seconds(), "best_epoch", res.BestEpoch+1, "epochs", len(res.History))
+	ev := rep.Test
+	log.Info("test split", "binary_f1", float64(ev.Classifier.F1), "precision", float64(ev.Classifier.Precision),
+		"recall", float64(ev.Classifier.Recall), "fpr", float64(ev.Classifier.FPR), "deployed_fpr", float64(ev.Deployed.FPR),
+		"roc_auc", float64(ev.ROC.AUC), "anomaly_roc_auc", float64(ev.AnomalyROC.AUC))
+	for _, fsr := range rep.FewShot {
+		log.Info("few-shot", "family", fsr.Family, "k", fsr.K, "proto_recall", float64(fsr.ProtoRecall), "proto_fpr", float64(fsr.ProtoFPR),
+			"finetuned_recall", float64(fsr.Recall), "finetuned_fpr", float64(fsr.FPR))
+	}
+	if path := derived(cfg.Report, cfg.Out, ".report.json"); path != "" {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return fmt.Errorf("report: %w", err)
+		}
+		if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+			return fmt.Errorf("write report: %w", err)
+		}
+		log.Info("report written", "file", path)
+	}
+	if dir := derived(cfg.Plots, cfg.Out, ".plots"); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("plots: %w", err)
+		}
+		files, err := train.WritePlots(dir, rep)
+		if err != nil {
+			return err
+		}
+		log.Info("plots written", "dir", dir, "files", len(files))
+	}
+	log.Info("done", "seconds", time.Since(t0).Seconds())
+	return nil
+}
+
+// derived returns the output path: v itself, "" for "none", or out with
+// suffix when v is empty.
+func derived(v, out, suffix string) string {
+	switch v {
+	case "none":
+		return ""
+	case "":
+		return strings.TrimSuffix(out, filepath.Ext(out)) + suffix
+	}
+	return v
+}
+
+// joinRepeated merges every occurrence of the named flags into one,
+// comma-separated, at the place of the first: the flag package keeps only
+// the last value of a repeated flag, and `-data a -data b` must read both.
+func joinRepeated(args []string, names ...string) []string {
+	out := make([]string, 0, len(args))
+	first := map[string]int{}
+	vals := map[string][]string{}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			out = append(out, args[i:]...)
+			break
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || !contains(names, name) {
+			out = append(out, a)
+			continue
+		}
+		if !hasVal {
+			if i+1 >= len(args) {
+				out = append(out, a) // let the flag package report it
+				continue
+			}
+			i++
+			val = args[i]
+		}
+		if _, ok := first[name]; !ok {
+			first[name] = len(out)
+			out = append(out, "")
+		}
+		vals[name] = append(vals[name], val)
+	}
+	for name, at := range first {
+		out[at] = "-" + name + "=" + strings.Join(vals[name], ",")
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
+
+// progressBar draws training progress with rate and ETA on a terminal, and
+// nothing otherwise (logs are for machines; a bar redrawn with \r is not).
+type progressBar struct {
+	w     io.Writer
+	on    bool
+	start time.Time
+	last  time.Time
+	run   string
+	step0 int
+	drawn bool
+	width int
+}
+
+func newProgressBar(w io.Writer, mode string) *progressBar {
+	on := mode == "on"
+	if mode == "auto" {
+		if f, ok := w.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+				on = true
+			}
+		}
+	}
+	return &progressBar{w: w, on: on, width: 30}
+}
+
+func (p *progressBar) update(rp train.RunProgress) {
+	if !p.on {
+		return
+	}
+	now := time.Now()
+	if rp.Run != p.run {
+		if p.drawn {
+			fmt.Fprintln(p.w)
+		}
+		p.run, p.start, p.step0 = rp.Run, now, rp.Step
+	}
+	// Redraw at most ten times a second, but always at epoch ends.
+	if now.Sub(p.last) < 100*time.Millisecond && rp.ValMetric == rp.ValMetric {
+		return
+	}
+	p.last = now
+	frac := 0.0
+	if rp.Steps > 0 {
+		frac = min(float64(rp.Step)/float64(rp.Steps), 1)
+	}
+	n := int(frac * float64(p.width))
+	el := now.Sub(p.start).Seconds()
+	rate := float64(rp.Step-p.step0) / max(el, 1e-9)
+	eta := "?"
+	if rate > 0 {
+		eta = (time.Duration(float64(rp.Steps-rp.Step)/rate) * time.Second).Round(time.Second).String()
+	}
+	fmt.Fprintf(p.w, "\r%-14s [%s%s] %3.0f%% %d/%d steps %5.1f steps/s ETA %-6s %s %d/%d loss %.3f ",
+		rp.Run, strings.Repeat("=", n), strings.Repeat(" ", p.width-n), 100*frac, rp.Step, rp.Steps, rate, eta,
+		rp.Phase, rp.Epoch, rp.Epochs, rp.Loss)
+	p.drawn = true
+}
+
+func (p *progressBar) done() {
+	if p.on && p.drawn {
+		fmt.Fprintln(p.w)
+	}
+}

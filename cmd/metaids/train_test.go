@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/metaids/metaids/features"
+	"github.com/metaids/metaids/model"
+)
+
+func TestJoinRepeated(t *testing.T) {
+	tests := []struct {
+		in, want []string
+	}{
+		{[]string{"-data", "a", "--data=b", "-out", "m", "--data", "c"}, []string{"-data=a,b,c", "-out", "m"}},
+		{[]string{"--holdout-family", "DoS Slowloris", "-data=x", "--holdout-family=Web Attack - Brute Force"},
+			[]string{"-holdout-family=DoS Slowloris,Web Attack - Brute Force", "-data=x"}},
+		{[]string{"-synthetic", "-out", "m"}, []string{"-synthetic", "-out", "m"}},
+		{[]string{"-data"}, []string{"-data"}},
+		{[]string{"-out", "m", "--", "-data", "x"}, []string{"-out", "m", "--", "-data", "x"}},
+	}
+	for _, tc := range tests {
+		if got := joinRepeated(tc.in, "data", "holdout-family"); !slices.Equal(got, tc.want) {
+			t.Errorf("joinRepeated(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestTrainUsage(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		code int
+		want string
+	}{
+		{"no data", []string{"train", "-out", "m"}, exitUsage, "-data"},
+		{"no out", []string{"train", "-synthetic"}, exitUsage, "-out"},
+		{"both", []string{"train", "-synthetic", "-data", "x", "-out", "m"}, exitUsage, "not with -synthetic"},
+		{"bad setting", []string{"train", "-synthetic", "-out", "m", "-train.window=1", "-train.burn-in=0"}, exitUsage, "-train.window"},
+		{"bad fraction", []string{"train", "-synthetic", "-out", "m", "-train-fraction=2"}, exitUsage, "-train-fraction"},
+		{"check", []string{"train", "-synthetic", "-out", "m", "-config.check"}, exitOK, "configuration OK"},
+		{"missing data", []string{"train", "-data", "/nonexistent/*.csv", "-out", filepath.Join(t.TempDir(), "m")}, exitRuntime, "matches no file"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stderr bytes.Buffer
+			if code := run(t.Context(), tc.args, &stderr); code != tc.code || !strings.Contains(stderr.String(), tc.want) {
+				t.Errorf("run(%q) = %d, stderr %q; want %d and %q", tc.args, code, stderr.String(), tc.code, tc.want)
+			}
+		})
+	}
+}
+
+// TestTrainSynthetic runs `metaids train --synthetic` on a small scenario
+// and checks its outputs: a model file the scorer can load, without the
+// held-out family, and a report.
+func TestTrainSynthetic(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "demo.model")
+	args := []string{"train", "--synthetic", "--out", out,
+		"-synthetic-data.hosts=8", "-synthetic-data.duration=6m",
+		"-train.hidden=16", "-train.epochs=3", "-train.pretrain-epochs=1", "-train.steps-per-epoch=10", "-progress=on"}
+	var stderr bytes.Buffer
+	if code := run(t.Context(), args, &stderr); code != exitOK {
+		t.Fatalf("run(%q) = %d, stderr:\n%s", args, code, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "steps/s") || !strings.Contains(stderr.String(), "ETA") {
+		t.Errorf("no progress bar with rate and ETA in %q", stderr.String())
+	}
+	m, err := model.Load(out, features.Default().Hash())
+	if err != nil {
+		t.Fatalf("load the trained model: %v", err)
+	}
+	if slices.Contains(m.Classes(), "dns_tunnel") || m.Classes()[0] != "benign" || m.NumClasses() < 3 {
+		t.Errorf("classes = %q, want benign first and the synthetic families without dns_tunnel", m.Classes())
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "demo.report.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep struct {
+		Test struct {
+			Classifier struct{ F1 *float64 }
+		}
+		FewShot []struct{ Family string } `json:"few_shot"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		t.Fatalf("report: %v", err)
+	}
+	if rep.Test.Classifier.F1 == nil || len(rep.FewShot) == 0 || rep.FewShot[0].Family != "dns_tunnel" {
+		t.Errorf("report = %s, want test F1 and few-shot results for dns_tunnel", b)
+	}
+	pngs, _ := filepath.Glob(filepath.Join(dir, "demo.plots", "*.png"))
+	if len(pngs) != 4 {
+		t.Errorf("plots = %q, want 4 PNGs", pngs)
+	}
+}
