@@ -33,6 +33,8 @@ type ConsumerConfig struct {
 	// Group is the consumer group id.
 	Group string
 	// Topics are the full names, prefix included, of the topics to read.
+	// Create them first (EnsureTopics): a topic missing at a rebalance,
+	// like a partition added later, is only picked up at the next one.
 	Topics []string
 	// MaxBatch is the most records handed to one Handler call.
 	// Default: 500.
