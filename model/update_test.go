@@ -3,6 +3,7 @@ package model
 import (
 	"bytes"
 	"errors"
+	"hash/crc32"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -246,5 +247,41 @@ func FuzzReadModel(f *testing.F) {
 		if m != nil {
 			stepOutputs(m)
 		}
+	})
+}
+
+// FuzzModelPayload frames arbitrary payloads with a valid header and
+// checksum, so the fuzzer reaches the field decoder and FromUpdate's checks
+// that the checksum otherwise shields: whatever the payload, no panic, and a
+// model that loads can step.
+func FuzzModelPayload(f *testing.F) {
+	u, err := newTrainedLike(f).Update(schemas.UpdateFull)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(MarshalUpdate(u)[20 : len(MarshalUpdate(u))-4])
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, payload []byte) {
+		var e enc
+		e.b = append(e.b, fileMagic...)
+		e.u32(FileVersion)
+		e.u64(uint64(len(payload)))
+		e.b = append(e.b, payload...)
+		e.u32(crc32.Checksum(payload, castagnoli))
+		u, err := UnmarshalUpdate(e.b)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("UnmarshalUpdate = %v, want ErrCorrupt", err)
+			}
+			return
+		}
+		m, err := FromUpdate(u, "")
+		if err != nil {
+			return
+		}
+		if m.Features() > 64 || m.Hidden() > 64 {
+			return // valid but slow to step
+		}
+		stepOutputs(m)
 	})
 }
