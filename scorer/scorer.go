@@ -1,0 +1,576 @@
+package scorer
+
+import (
+	"context"
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math"
+	"runtime/debug"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/apache/arrow/go/v15/arrow/memory"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
+	"github.com/metaids/metaids/features"
+	"github.com/metaids/metaids/schemas"
+	"github.com/metaids/metaids/stream"
+)
+
+// Reasons a features message is skipped, the label values of
+// metaids_scorer_bad_batches_total.
+const (
+	badCorrupt  = "corrupt"       // not one well-formed Arrow IPC batch
+	badSchema   = "schema"        // the columns are not the features schema
+	badSpec     = "spec_mismatch" // built for another feature spec
+	badInternal = "internal"      // the scorer panicked on it
+)
+
+// Stage scores feature batches from the features topic and publishes scores,
+// alerts and recommended actions. Create it with New; call Run once.
+type Stage struct {
+	cfg     Config
+	set     Settings
+	log     *slog.Logger
+	met     *metrics
+	in      *stream.Consumer // nil in tests of the scoring core
+	out     *stream.Producer
+	codecs  *schemas.Codecs
+	verify  *verifier
+	current atomic.Pointer[served] // swapped by the models-topic watcher
+
+	swapMu    sync.Mutex // serialises model updates
+	haveModel chan struct{}
+	once      sync.Once
+
+	featuresTopic, scoresTopic, modelsTopic, actionsTopic string
+	outputs                                               []alertOutput
+	featureNames                                          []string
+	scoresBudget                                          int // bytes of score rows per scores message
+	mem                                                   memory.Allocator
+	now                                                   func() time.Time
+	badLog                                                *rateLog
+
+	// mu guards the scoring state below: the consumer's handler and the
+	// flush loop both use it.
+	mu         sync.Mutex
+	parts      map[int]*partition
+	sp         *stepper
+	encoder    uint64 // the encoder generation host states were written by
+	sb         *features.ScoresBuilder
+	sbModel    *served
+	score      features.Score
+	em         emitter
+	explainBuf []float32
+}
+
+// partition is what the stage holds for one features partition.
+type partition struct {
+	id       int
+	st       *store
+	alerts   map[alertKey]*openAlert
+	episodes map[string]*episode
+}
+
+// New returns a Stage for cfg, after checking cfg, loading the trusted keys
+// and, if -scorer.model.file is set, verifying that model. It does not
+// contact the brokers until Run.
+func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Stage, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("scorer config: %w", err)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = log.With("stage", "scorer")
+	keys, err := schemas.LoadPublicKeys(cfg.Scorer.Model.Keys...)
+	if err != nil {
+		return nil, fmt.Errorf("scorer config: -scorer.model.keys: %w", err)
+	}
+	s, err := newStage(cfg, keys, log, reg)
+	if err != nil {
+		return nil, err
+	}
+	s.in, err = stream.NewConsumer(cfg.Config, stream.ConsumerConfig{
+		Group:    cfg.Scorer.Group,
+		Topics:   []string{s.featuresTopic},
+		MaxBatch: cfg.Scorer.Batch.MaxRecords,
+	}, log, reg)
+	if err != nil {
+		return nil, fmt.Errorf("scorer consumer: %w", err)
+	}
+	s.out, err = stream.NewProducer(cfg.Config, log, reg)
+	if err != nil {
+		return nil, fmt.Errorf("scorer producer: %w", err)
+	}
+	if f := cfg.Scorer.Model.File; f != "" {
+		sv, err := s.verify.loadModelFile(s.codecs, f)
+		if err != nil {
+			var rej *RejectError
+			if errors.As(err, &rej) {
+				s.met.modelUpdates.WithLabelValues(rej.Reason).Inc()
+			}
+			return nil, err
+		}
+		s.serve(sv, "file")
+	}
+	return s, nil
+}
+
+// newStage builds everything but the Kafka clients: the scoring core that
+// the unit tests and the benchmark drive directly.
+func newStage(cfg Config, keys map[string]ed25519.PublicKey, log *slog.Logger, reg prometheus.Registerer) (*Stage, error) {
+	codecs, err := schemas.NewCodecs(nil)
+	if err != nil {
+		return nil, fmt.Errorf("scorer codecs: %w", err)
+	}
+	topics := schemas.Topics{Prefix: cfg.TopicPrefix}
+	set := cfg.Scorer
+	s := &Stage{
+		cfg:    cfg,
+		set:    set,
+		log:    log,
+		met:    newMetrics(reg),
+		codecs: codecs,
+		verify: &verifier{
+			name:     set.Model.Name,
+			keys:     keys,
+			specHash: features.Default().Hash(),
+		},
+		haveModel:     make(chan struct{}),
+		featuresTopic: topics.Features(),
+		scoresTopic:   topics.Scores(),
+		modelsTopic:   topics.Models(),
+		featureNames:  features.Default().Names(),
+		// Leave room under the producer's request limit for the schema
+		// message and the record batch framing.
+		scoresBudget: int(min(cfg.Writer.BatchBytes, math.MaxInt32))*7/8 - 8192,
+		mem:          memory.DefaultAllocator,
+		now:          time.Now,
+		badLog:       &rateLog{log: log, every: 10 * time.Second},
+		parts:        make(map[int]*partition),
+		sp:           newStepper(set.Batch.MaxFlows),
+	}
+	if set.Actions.Topic != "" {
+		s.actionsTopic = cfg.Topic(set.Actions.Topic)
+	}
+	outputs := set.Alerts.outputs()
+	for _, t := range slices.Sorted(maps.Keys(outputs)) {
+		s.outputs = append(s.outputs, alertOutput{topic: cfg.Topic(t), format: outputs[t]})
+	}
+	for _, r := range updateResults {
+		s.met.modelUpdates.WithLabelValues(r)
+	}
+	return s, nil
+}
+
+// Run blocks until ctx is cancelled or a non-recoverable error occurs. It
+// follows the models topic from its start, waits for a verified model,
+// then joins the consumer group and scores. On cancellation it finishes the
+// batch in hand, commits, leaves the group, publishes the alert updates
+// still held back by the republish interval, and returns nil.
+func (s *Stage) Run(ctx context.Context) error {
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	var bg sync.WaitGroup
+	defer bg.Wait()
+	bg.Go(func() { s.watchModels(wctx) })
+
+	if s.current.Load() == nil {
+		s.log.Info("waiting for a verified model", "topic", s.modelsTopic, "model", s.set.Model.Name)
+	}
+	select {
+	case <-s.haveModel:
+	case <-ctx.Done():
+		return nil
+	}
+	bg.Go(func() { s.flushLoop(wctx) })
+
+	err := s.in.Run(ctx, s.handle)
+	stopWatch()
+	bg.Wait()
+
+	// The final flush runs under its own deadline: ctx is already done.
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Timeout)
+	defer cancel()
+	if ferr := s.flush(fctx); ferr != nil {
+		s.log.Warn("final flush of alert updates failed", "err", ferr)
+	}
+	s.release()
+	s.log.Info("stopped")
+	return err
+}
+
+// release frees the Arrow buffers the stage holds.
+func (s *Stage) release() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.sb != nil {
+		s.sb.Release()
+		s.sb, s.sbModel = nil, nil
+	}
+}
+
+// Ready reports whether the stage has joined its group and holds a
+// verified model.
+func (s *Stage) Ready() bool {
+	return s.in != nil && s.in.Ready() && s.current.Load() != nil
+}
+
+// ModelVersion returns the version of the model being served, 0 before the
+// first.
+func (s *Stage) ModelVersion() int64 {
+	if sv := s.current.Load(); sv != nil {
+		return sv.m.Version
+	}
+	return 0
+}
+
+// StateStats summarises the host state a Stage holds.
+type StateStats struct {
+	Partitions int   // features partitions with state
+	Hosts      int   // hosts with state
+	Bytes      int64 // estimated memory of that state
+}
+
+// BytesPerHost returns Bytes/Hosts, or 0 without hosts.
+func (st StateStats) BytesPerHost() float64 {
+	if st.Hosts == 0 {
+		return 0
+	}
+	return float64(st.Bytes) / float64(st.Hosts)
+}
+
+// State returns the current StateStats. It waits for the batch in hand.
+func (s *Stage) State() StateStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stateLocked()
+}
+
+func (s *Stage) stateLocked() StateStats {
+	var st StateStats
+	for _, p := range s.parts {
+		st.Partitions++
+		st.Hosts += p.st.live
+		st.Bytes += int64(p.st.bytes())
+	}
+	return st
+}
+
+// handle is the consumer's Handler: it scores every message of the batch
+// and returns once all outputs are acknowledged, so the consumer commits
+// only then.
+func (s *Stage) handle(ctx context.Context, batch []kafka.Message) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.syncAssignment()
+	em := &s.em
+	em.reset()
+	s.scoreBatch(batch, em)
+	return s.produce(ctx, em)
+}
+
+// scoreBatch scores batch into em with the model in service.
+func (s *Stage) scoreBatch(batch []kafka.Message, em *emitter) {
+	sv := s.current.Load()
+	s.adopt(sv)
+	now := s.now()
+	touched := make(map[int]*partition, 4)
+	for i := range batch {
+		p := s.partition(sv, batch[i].Partition)
+		touched[p.id] = p
+		s.process(sv, p, &batch[i], now, em)
+	}
+	for _, p := range touched {
+		s.housekeep(p, now, em)
+	}
+	s.updateGauges()
+}
+
+// produce writes em's records and waits for their acknowledgement.
+func (s *Stage) produce(ctx context.Context, em *emitter) error {
+	if len(em.msgs) == 0 {
+		return nil
+	}
+	if err := s.out.Produce(ctx, em.msgs...); err != nil {
+		return fmt.Errorf("produce %d scores, %d alerts and %d actions: %w", em.scores, em.alerts, em.actions, err)
+	}
+	s.met.outputRecords.WithLabelValues("scores").Add(float64(em.scores))
+	s.met.outputRecords.WithLabelValues("alerts").Add(float64(em.alerts))
+	s.met.outputRecords.WithLabelValues("actions").Add(float64(em.actions))
+	return nil
+}
+
+// adopt switches the scoring state to sv: host states written by another
+// encoder are reset, and the scores builder follows the classes.
+func (s *Stage) adopt(sv *served) {
+	if sv == nil {
+		panic("scorer: scoring without a model") // Run waits for one
+	}
+	if s.encoder != 0 && s.encoder != sv.encoder {
+		// Fresh stores rather than zeroed ones: the new encoder may have
+		// another hidden size, and the memory of the old slabs goes back.
+		for _, p := range s.parts {
+			s.met.evicted.WithLabelValues(evictReset).Add(float64(p.st.live))
+			p.st = newStore(sv.m.Hidden(), s.set.State.MaxHosts, int64(s.set.State.TTL))
+		}
+		s.met.statesReset.Inc()
+		s.log.Info("host states reset for a new encoder", "model_version", sv.m.Version)
+	}
+	s.encoder = sv.encoder
+	if s.sbModel != sv {
+		if s.sb != nil {
+			s.sb.Release()
+		}
+		sb, err := features.NewScoresBuilder(s.mem, sv.m.Classes(), sv.m.EmbeddingDim())
+		if err != nil {
+			panic(fmt.Sprintf("scorer: scores builder for a verified model: %v", err))
+		}
+		s.sb, s.sbModel = sb, sv
+	}
+}
+
+// partition returns the state of partition id, creating it for sv.
+func (s *Stage) partition(sv *served, id int) *partition {
+	p := s.parts[id]
+	if p == nil {
+		p = &partition{
+			id:       id,
+			st:       newStore(sv.m.Hidden(), s.set.State.MaxHosts, int64(s.set.State.TTL)),
+			alerts:   make(map[alertKey]*openAlert),
+			episodes: make(map[string]*episode),
+		}
+		s.parts[id] = p
+	}
+	return p
+}
+
+// syncAssignment drops the state of partitions this member no longer
+// holds: their hosts are another member's now, and if the partition comes
+// back its states would be stale.
+func (s *Stage) syncAssignment() {
+	if s.in == nil {
+		return
+	}
+	held := s.in.Assignment()[s.featuresTopic]
+	for id, p := range s.parts {
+		if !slices.Contains(held, id) {
+			s.met.evicted.WithLabelValues(evictRevoked).Add(float64(p.st.live))
+			delete(s.parts, id)
+			s.log.Info("dropped state of a revoked partition", "partition", id, "hosts", p.st.live)
+		}
+	}
+}
+
+// process scores one features message into em. A message that cannot be
+// decoded is counted and skipped (see the package doc for why it is not
+// dead-lettered); a panic while scoring it is recovered, counted and
+// skipped the same way, so one bad record never stops the stage.
+func (s *Stage) process(sv *served, p *partition, msg *kafka.Message, now time.Time, em *emitter) {
+	mark := len(em.msgs)
+	marks := [3]int{em.scores, em.alerts, em.actions}
+	defer func() {
+		if r := recover(); r != nil {
+			clear(em.msgs[mark:])
+			em.msgs = em.msgs[:mark]
+			em.scores, em.alerts, em.actions = marks[0], marks[1], marks[2]
+			s.skip(msg, badInternal, fmt.Errorf("panic: %v", r), debug.Stack())
+		}
+	}()
+	v, err := features.Decode(msg.Value, s.mem)
+	if err != nil {
+		reason := badCorrupt
+		switch {
+		case errors.Is(err, features.ErrSpecMismatch):
+			reason = badSpec
+		case errors.Is(err, features.ErrSchemaMismatch):
+			reason = badSchema
+		}
+		s.skip(msg, reason, err, nil)
+		return
+	}
+	defer v.Release()
+	s.scoreView(sv, p, v, msg.Key, now, em)
+	s.met.records.WithLabelValues(outcomeOK).Inc()
+}
+
+// scoreView steps the flows of v, emits their scores and raises alerts.
+func (s *Stage) scoreView(sv *served, p *partition, v *features.View, key []byte, now time.Time, em *emitter) {
+	n := v.Len()
+	if n == 0 {
+		return
+	}
+	m := sv.m
+	start := time.Now()
+	waves := s.sp.plan(p.st, v)
+	keep := float32(math.Inf(1))
+	if m.AnomalyThreshold > 0 {
+		keep = m.AnomalyThreshold
+	}
+	s.sp.run(m, p.st, v, waves, keep)
+	s.met.stepSeconds.Observe(time.Since(start).Seconds())
+	s.met.batchFlows.Observe(float64(n))
+	s.met.waves.Observe(float64(waves))
+	s.met.invalid.Add(float64(s.sp.invalid))
+
+	// Scores, split so that no message outgrows the producer's limit.
+	sc := &s.score
+	sc.ModelVersion = m.Version
+	rowBytes := 48 + 4*(m.NumClasses()+m.EmbeddingDim())
+	used := 0
+	for r := range n {
+		sc.FlowID = v.FlowID(r)
+		sc.Host = v.Host(r)
+		sc.TimeNs = v.EndNs(r)
+		sc.Anomaly = s.sp.anomaly[r]
+		sc.Probs = s.sp.probsOf(r)
+		sc.Embedding = s.sp.embOf(r)
+		if err := s.sb.Append(sc); err != nil {
+			panic(fmt.Sprintf("scorer: scores row of the model's own shape: %v", err))
+		}
+		used += rowBytes + len(sc.Host)
+		if used >= s.scoresBudget {
+			s.emitScores(key, em)
+			used = 0
+		}
+	}
+	if s.sb.Len() > 0 {
+		s.emitScores(key, em)
+	}
+	s.met.flows.Add(float64(n))
+	s.detect(sv, p, v, s.sp, now, em)
+}
+
+// emitScores turns the rows in the scores builder into one message, keyed
+// like the features message so it lands on the same partition number.
+func (s *Stage) emitScores(key []byte, em *emitter) {
+	rec := s.sb.NewRecord()
+	val, err := features.Encode(nil, rec)
+	rec.Release()
+	if err != nil {
+		panic(fmt.Sprintf("scorer: encode scores: %v", err))
+	}
+	em.msgs = append(em.msgs, kafka.Message{Topic: s.scoresTopic, Key: key, Value: val})
+	em.scores++
+}
+
+// skip counts and logs (rate-limited) a features message the scorer cannot
+// score.
+func (s *Stage) skip(msg *kafka.Message, reason string, err error, stack []byte) {
+	s.met.records.WithLabelValues(outcomeBad).Inc()
+	s.met.badBatches.WithLabelValues(reason).Inc()
+	args := []any{"topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset, "reason", reason, "err", err}
+	if stack != nil {
+		args = append(args, "stack", string(stack))
+	}
+	s.badLog.warn("skipped features message", args...)
+}
+
+func (s *Stage) updateGauges() {
+	st := s.stateLocked()
+	s.met.hosts.Set(float64(st.Hosts))
+	s.met.stateBytes.Set(float64(st.Bytes))
+	s.met.bytesPerHost.Set(st.BytesPerHost())
+}
+
+// flushLoop publishes alert updates held back by the republish interval
+// and withdraws recommendations, also when no features arrive.
+func (s *Stage) flushLoop(ctx context.Context) {
+	every := max(s.set.Alerts.Republish, 100*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.flush(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("flush of alert updates failed", "err", err)
+			}
+		}
+	}
+}
+
+// flush runs housekeeping on every partition and produces what it emits.
+// Its records are not tied to input offsets: a lost update is superseded
+// by the alert's next one.
+func (s *Stage) flush(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	em := &s.em
+	em.reset()
+	now := s.now()
+	for _, p := range s.parts {
+		s.housekeep(p, now, em)
+	}
+	s.updateGauges()
+	return s.produce(ctx, em)
+}
+
+// serve puts sv in service and records it.
+func (s *Stage) serve(sv *served, source string) {
+	prev := s.current.Swap(sv)
+	s.met.modelUpdates.WithLabelValues(resultApplied).Inc()
+	s.met.modelVersion.Set(float64(sv.m.Version))
+	args := []any{"model_version", sv.m.Version, "source", source, "classes", len(sv.m.Classes())}
+	if prev != nil {
+		args = append(args, "previous_version", prev.m.Version, "states_kept", prev.encoder == sv.encoder)
+	}
+	s.log.Info("model swapped in", args...)
+	s.once.Do(func() { close(s.haveModel) })
+}
+
+// offer verifies a model update and serves it if it passes; a rejected one
+// is counted and logged with its reason, and the model in service stays.
+func (s *Stage) offer(u *schemas.ModelUpdate, source string) error {
+	s.swapMu.Lock()
+	defer s.swapMu.Unlock()
+	sv, err := s.verify.accept(u, s.current.Load())
+	if err != nil {
+		var rej *RejectError
+		reason := reasonInvalid
+		if errors.As(err, &rej) {
+			reason = rej.Reason
+		}
+		s.met.modelUpdates.WithLabelValues(reason).Inc()
+		s.log.Warn("model update rejected", "model_version", u.Version, "reason", reason, "source", source, "err", err)
+		return err
+	}
+	s.serve(sv, source)
+	return nil
+}
+
+// rateLog logs at Warn at most once per interval and says how many
+// messages it held back in between, as goflow2's BatchMute does: a stream of
+// bad records must not flood the logs (the metrics count every one).
+type rateLog struct {
+	log        *slog.Logger
+	every      time.Duration
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func (r *rateLog) warn(msg string, args ...any) {
+	r.mu.Lock()
+	now := time.Now()
+	if !r.last.IsZero() && now.Sub(r.last) < r.every {
+		r.suppressed++
+		r.mu.Unlock()
+		return
+	}
+	n := r.suppressed
+	r.last, r.suppressed = now, 0
+	r.mu.Unlock()
+	if n > 0 {
+		args = append(args, "suppressed", n)
+	}
+	r.log.Warn(msg, args...)
+}
