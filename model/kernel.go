@@ -33,7 +33,8 @@ type kernel struct {
 	sqerr func(rows, f int, p []float32, ldp int, q []float32, ldq int, out []float32)
 }
 
-// portable is the kernel for any GOARCH: gonum's BLAS and Go gate math.
+// portableKernel is the kernel for any GOARCH: a BLAS (gonum's by default)
+// and Go gate math.
 func portableKernel(impl blas.Float32Level3) *kernel {
 	return &kernel{
 		name: "go",

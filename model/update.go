@@ -35,7 +35,7 @@ func (m *Model) Update(kind schemas.UpdateKind) (*schemas.ModelUpdate, error) {
 		u.NormMean, u.NormStd = slices.Clone(m.mean), slices.Clone(m.std)
 		tensors = m.Tensors()
 	case schemas.UpdateHead:
-		tensors = m.Tensors()[6:]
+		tensors = m.Tensors()[6:] // the classifier's weight and bias
 	default:
 		return nil, fmt.Errorf("model update: %w: unknown kind %q", ErrInvalid, kind)
 	}
