@@ -59,13 +59,17 @@ type Stage struct {
 }
 
 // New validates cfg, loads the signing and trusted keys and prepares the
-// stage. It does not contact the brokers until Run.
+// stage. It does not contact the brokers until Run. A nil log discards,
+// a nil reg keeps the metrics unexported.
 func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Stage, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("adapter config: %w", err)
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	if reg == nil {
+		reg = prometheus.NewRegistry() // metrics kept, not exported
 	}
 	log = log.With("stage", "adapter")
 	set := cfg.Adapter

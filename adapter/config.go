@@ -199,7 +199,9 @@ func (c Config) Validate() error {
 	}
 	intIn("-adapter.exemplars-per-class", s.ExemplarsPerClass, 1, maxExemplarsPerClass)
 	floatIn("-adapter.new-class-threshold", s.NewClassThreshold, 0, 1)
-	floatIn("-adapter.new-label-weight", s.NewLabelWeight, 0, 100)
+	if !(s.NewLabelWeight > 0 && s.NewLabelWeight <= 100) {
+		bad("-adapter.new-label-weight: must be in (0, 100], got %g", s.NewLabelWeight)
+	}
 
 	j := s.Join
 	if j.Window <= 0 {
