@@ -43,6 +43,12 @@ type EmbeddedConfig struct {
 	// dead member quickly. Default: 100ms.
 	GroupMinSessionTimeout time.Duration
 
+	// AutoCreateTopics creates a topic on first use, as Kafka's
+	// auto.create.topics.enable does. The standalone broker turns it on so
+	// third-party shippers can write to any flows.* topic; the stages
+	// themselves create their topics explicitly. Default: false.
+	AutoCreateTopics bool
+
 	// Log receives the broker's own logs, at Debug (its errors at Warn).
 	// Default: none.
 	Log *slog.Logger
@@ -100,6 +106,9 @@ func StartEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 			}
 			opts = append(opts, kfake.Superuser(u.Mechanism, u.Username, u.Password))
 		}
+	}
+	if cfg.AutoCreateTopics {
+		opts = append(opts, kfake.AllowAutoTopicCreation())
 	}
 	if cfg.TLS != nil {
 		opts = append(opts, kfake.TLS(cfg.TLS))

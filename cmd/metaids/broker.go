@@ -21,11 +21,13 @@ type brokerConfig struct {
 	Partitions int `yaml:"partitions" help:"partitions of auto-created and seeded topics"`
 	// Topics to create at start.
 	Topics []string `yaml:"topics" help:"topics to create at start, comma-separated"`
-	Log    LogConfig `yaml:"log"`
+	// AutoCreate creates topics on first use, as Kafka's auto.create.topics.enable. Default true.
+	AutoCreate bool      `yaml:"auto-create-topics" help:"create topics on first produce or fetch, like auto.create.topics.enable"`
+	Log        LogConfig `yaml:"log"`
 }
 
 func runBroker(ctx context.Context, args []string, stderr io.Writer) int {
-	cfg := brokerConfig{Addr: "127.0.0.1:9092", Partitions: 4, Log: LogConfig{Format: "text", Level: "info"}}
+	cfg := brokerConfig{Addr: "127.0.0.1:9092", Partitions: 4, AutoCreate: true, Log: LogConfig{Format: "text", Level: "info"}}
 	fs := flag.NewFlagSet("metaids broker", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	b := bind(fs, &cfg)
@@ -49,7 +51,7 @@ func runBroker(ctx context.Context, args []string, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "metaids broker: configuration OK")
 		return exitOK
 	}
-	e, err := stream.StartEmbedded(stream.EmbeddedConfig{Addr: cfg.Addr, DataDir: cfg.DataDir, Partitions: cfg.Partitions, SeedTopics: cfg.Topics})
+	e, err := stream.StartEmbedded(stream.EmbeddedConfig{Addr: cfg.Addr, DataDir: cfg.DataDir, Partitions: cfg.Partitions, SeedTopics: cfg.Topics, AutoCreateTopics: cfg.AutoCreate})
 	if err != nil {
 		fmt.Fprintf(stderr, "metaids broker: %v\n", err)
 		return exitRuntime

@@ -46,6 +46,9 @@ func bind(fs *flag.FlagSet, cfg any) *binder {
 	b := &binder{fs: fs, cfg: cfg, getenv: os.LookupEnv}
 	fs.StringVar(&b.file, "config.file", "", "YAML configuration file (keys as the flag names, nested at the dots); METAIDS_CONFIG_FILE")
 	fs.BoolVar(&b.check, "config.check", false, "validate the configuration, print OK and exit")
+	// Aliases operators coming from other tools type by habit.
+	fs.StringVar(&b.file, "config", "", "alias of -config.file")
+	fs.BoolVar(&b.check, "check-config", false, "alias of -config.check")
 	b.walk(reflect.ValueOf(cfg).Elem(), "")
 	return b
 }
