@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"regexp"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -178,7 +179,7 @@ func (s *Stage) Run(ctx context.Context) error {
 	s.log.Info("adapter running", "model", s.set.Model, "model_version", s.version.Load(),
 		"labels_resume", s.join.resume())
 
-	sweep := time.NewTicker(min(s.set.Join.Window/4, time.Second))
+	sweep := time.NewTicker(max(min(s.set.Join.Window/4, time.Second), time.Millisecond))
 	defer sweep.Stop()
 	var fitTick <-chan time.Time
 	if s.set.FitInterval > 0 {
@@ -259,6 +260,7 @@ func (s *Stage) handleLabel(msg *kafka.Message) {
 		s.log.Debug("label with an unusable verdict", "partition", msg.Partition, "offset", msg.Offset, "verdict", l.Verdict)
 		return
 	}
+	l.Verdict = s.canonical(l.Verdict)
 	if !s.rate.allow(l.Analyst, recordNs) {
 		s.met.labels.WithLabelValues(outcomeRateLimited).Inc()
 		s.log.Debug("label over its analyst's rate limit", "analyst", l.Analyst, "partition", msg.Partition, "offset", msg.Offset)
@@ -272,6 +274,23 @@ func (s *Stage) handleLabel(msg *kafka.Message) {
 	if out := s.join.add(p); out != "" {
 		s.met.labels.WithLabelValues(out).Inc()
 	}
+}
+
+// canonical returns the class name a verdict means: an analyst who types
+// "Benign" or "PortScan" means the class the model already has, not a new
+// family.
+func (s *Stage) canonical(verdict string) string {
+	if strings.EqualFold(verdict, schemas.VerdictBenign) {
+		return schemas.VerdictBenign
+	}
+	if s.cur != nil {
+		for _, c := range s.cur.Classes() {
+			if strings.EqualFold(verdict, c) {
+				return c
+			}
+		}
+	}
+	return verdict
 }
 
 func (s *Stage) handleScores(msg *kafka.Message) {

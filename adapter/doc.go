@@ -41,16 +41,21 @@
 //
 // The adapter holds no state that the topics cannot rebuild. The exemplars
 // travel in each update, so the models topic holds the adapter's memory.
-// Labels are exactly-once in effect: each update records in its Gate map,
-// under "resume.labels.<partition>", the labels offset of each partition
-// before which every label has been dealt with (fitted, rejected, expired
-// …), and the adapter also commits those offsets to -adapter.group without
-// joining it. A restarted adapter reads the labels from the larger of the
-// two, and the scores and alerts from the window before the oldest label it
-// has to read again, so it neither loses a label nor fits one twice. For
-// that to hold it takes labels for a fit only from the front of each
-// partition, up to the first label still waiting for its score. Only one
-// adapter may run per model: versions come from the models topic.
+// Labels are exactly-once in effect: a label is done with only once the
+// update that fits it is published (or it is rejected, expired, …), so
+// the adapter keeps its own read positions instead of committing as it
+// reads. Each update records in its Gate map, under
+// "resume.labels.<partition>", the labels offset of each partition before
+// which every label has been dealt with, and the adapter commits those
+// offsets to -adapter.group (without joining it), together with the
+// scores and alerts offsets from which the scores and alert ids it holds
+// can be read again. A restarted adapter reads the labels from the larger
+// of the committed and the published offset, and the scores and alerts
+// from the committed ones (the window before now if there are none), so
+// it neither loses a label nor fits one twice. For that to hold it takes
+// labels for a fit only from the front of each partition, up to the first
+// label still waiting for its score. Only one adapter may run per model:
+// versions come from the models topic.
 //
 // # Metrics
 //

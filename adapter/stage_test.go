@@ -704,3 +704,14 @@ func TestStageDefences(t *testing.T) {
 		t.Errorf("label held for the twice-labelled flow = %+v, want the later, benign one", held2)
 	}
 }
+
+func TestCanonicalVerdict(t *testing.T) {
+	s := &Stage{cur: baseModel(t, newWorld(1), 1)}
+	for _, tc := range []struct{ in, want string }{
+		{"Benign", "benign"}, {"BENIGN", "benign"}, {"PortScan", "portscan"}, {"portscan", "portscan"}, {"Ransomware", "Ransomware"},
+	} {
+		if got := s.canonical(tc.in); got != tc.want {
+			t.Errorf("canonical(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
