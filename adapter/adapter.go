@@ -112,7 +112,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Stage, error
 		keyID:       keyID,
 		keys:        keys,
 		specHash:    features.Default().Hash(),
-		params:      paramsFrom(set),
+		params:      paramsFrom(cfg),
 		out:         out,
 		dialer:      dialer,
 		client:      &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: tr, Timeout: cfg.Timeout},

@@ -92,7 +92,7 @@ func TestConfigTuned(t *testing.T) {
 		s.FineTune.BatchSize != 0 || s.RateLimit.MaxAnalysts != 100 || len(s.TrustedKeys) != 1 {
 		t.Errorf("tuned config read as %+v (prefix %q)", s, cfg.TopicPrefix)
 	}
-	p := paramsFrom(s)
+	p := paramsFrom(cfg)
 	if p.ft.Steps != 100 || p.ft.AdamW.LR != 0.003 || p.ft.AdamW.WeightDecay != 0 || p.minAgreement != 0.75 || p.exemplarsPerClass != 128 {
 		t.Errorf("fit parameters %+v do not follow the config", p)
 	}

@@ -21,13 +21,19 @@ type fitParams struct {
 	recallTol, fprTol float64
 	minAgreement      float64
 	exemplarsPerClass int
+	exemplarBytes     int64 // what the exemplars of an update may take in all
 	newThreshold      float32
 	newLabelWeight    float64
 	ft                model.FineTuneConfig
 }
 
-func paramsFrom(s Settings) fitParams {
+// paramsFrom takes the fit's settings from c. The exemplars may fill
+// three quarters of the largest record the producer sends, leaving the
+// rest to the head's tensors and the gate's numbers.
+func paramsFrom(c Config) fitParams {
+	s := c.Adapter
 	return fitParams{
+		exemplarBytes:     c.Writer.BatchBytes / 4 * 3,
 		holdout:           s.Gate.Holdout,
 		recallTol:         s.Gate.RecallTolerance,
 		fprTol:            s.Gate.FPRTolerance,
@@ -63,7 +69,8 @@ type row struct {
 //     flows, or they would change nothing.
 //  4. The gate compares cur and the candidate on the held-back data.
 //  5. The candidate's exemplars are the old ones plus the new labels,
-//     subsampled to the cap per class.
+//     subsampled to the cap per class (lower if the update would
+//     otherwise outgrow one record).
 //
 // It returns the candidate and the gate's report; the candidate is nil
 // when the report rejects it. An error means the inputs could not be used
@@ -151,12 +158,19 @@ func fitHead(cur *model.Model, samples []sample, p fitParams, rng *rand.Rand) (*
 		return nil, rep, nil
 	}
 
+	// An exemplar costs its floats and a few bytes of framing. The cap per
+	// class shrinks as classes are added, so that the update still fits in
+	// one record.
+	perClass := p.exemplarsPerClass
+	if p.exemplarBytes > 0 {
+		perClass = max(1, min(perClass, int(p.exemplarBytes/int64(total*(4*d+8)))))
+	}
 	cand.Exemplars = cand.Exemplars[:0]
 	for k := range total {
 		keep := slices.Concat(exemplars[k], labels[k])
-		if len(keep) > p.exemplarsPerClass {
+		if len(keep) > perClass {
 			rng.Shuffle(len(keep), func(i, j int) { keep[i], keep[j] = keep[j], keep[i] })
-			keep = keep[:p.exemplarsPerClass]
+			keep = keep[:perClass]
 		}
 		for _, r := range keep {
 			cand.Exemplars = append(cand.Exemplars, schemas.Exemplar{Class: int32(k), Embedding: slices.Clone(r.emb)})

@@ -12,7 +12,7 @@ import (
 )
 
 func testParams() fitParams {
-	return paramsFrom(DefaultConfig().Adapter)
+	return paramsFrom(DefaultConfig())
 }
 
 // probOf returns the mean probability m gives class over embs.
@@ -179,5 +179,28 @@ func TestFitHeadErrors(t *testing.T) {
 	}
 	if _, _, err := fitHead(nb, []sample{{verdict: schemas.VerdictBenign, emb: make([]float32, nb.EmbeddingDim())}}, testParams(), rand.New(rand.NewPCG(1, 1))); !errors.Is(err, ErrNoBenign) {
 		t.Errorf("fitHead(model without benign) = %v, want ErrNoBenign", err)
+	}
+}
+
+// TestFitHeadExemplarBudget checks that the exemplars shrink to fit the
+// record an update is published in.
+func TestFitHeadExemplarBudget(t *testing.T) {
+	w := newWorld(14)
+	base := baseModel(t, w, 20)
+	p := testParams()
+	classes := len(knownFamilies) + 1
+	p.exemplarBytes = int64(classes * (4*testDim + 8) * 5)
+	cand, rep, err := fitHead(base, samples("ransomware", w.sample("ransomware", 10)), p, rand.New(rand.NewPCG(9, 9)))
+	if err != nil || !rep.Accepted {
+		t.Fatalf("fitHead = %v, %s, want an accepted candidate", err, rep.Reason)
+	}
+	count := make([]int, cand.NumClasses())
+	for _, e := range cand.Exemplars {
+		count[e.Class]++
+	}
+	for k, n := range count {
+		if n != 5 {
+			t.Errorf("class %s keeps %d exemplars, want 5 within the budget", cand.Classes()[k], n)
+		}
 	}
 }
