@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"syscall"
 	"testing"
 	"time"
 
@@ -46,8 +47,11 @@ func benchModel(tb testing.TB, msgs [][]byte) *model.Model {
 	if err := m.SetNorm(model.FitNorm(x, features.NumFeatures, 1e-3)); err != nil {
 		tb.Fatal(err)
 	}
+	// Anomaly scores from hosts with history, as the benchmark sees them:
+	// the second pass over the messages.
 	var an []float32
-	for _, sc := range calibrate(tb, m, msgs) {
+	warm := calibrate(tb, m, append(slices.Clip(msgs), msgs...))
+	for _, sc := range warm[len(warm)/2:] {
 		an = append(an, sc.Anomaly)
 	}
 	slices.Sort(an)
@@ -115,6 +119,7 @@ func BenchmarkScorer(b *testing.B) {
 			}
 			b.ReportAllocs()
 			n, alerts, i := 0, 0, 0
+			cpu0 := cpuTime()
 			for b.Loop() {
 				run(i)
 				i++
@@ -122,9 +127,12 @@ func BenchmarkScorer(b *testing.B) {
 				alerts += em.alerts
 			}
 			b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "flows/s")
+			// The same per second of CPU the process used: on a shared
+			// machine wall time also counts other processes' turns.
+			b.ReportMetric(float64(n)/(cpuTime()-cpu0).Seconds(), "flows/cpu-s")
 			b.ReportMetric(float64(alerts)/float64(i), "alerts/op")
-			b.ReportMetric(testutil.ToFloat64(s.met.alertFlows.WithLabelValues(kindClass))/float64(i+len(msgs)), "class-alert-flows/op")
-			b.ReportMetric(testutil.ToFloat64(s.met.alertFlows.WithLabelValues(kindAnomaly))/float64(i+len(msgs)), "anomaly-alert-flows/op")
+			alerting := testutil.ToFloat64(s.met.alertFlows.WithLabelValues(kindClass)) + testutil.ToFloat64(s.met.alertFlows.WithLabelValues(kindAnomaly))
+			b.ReportMetric(alerting/float64(i+len(msgs)), "alerting-flows/op")
 		})
 	}
 }
@@ -143,4 +151,13 @@ func BenchmarkStoreBytesPerHost(b *testing.B) {
 			b.ReportMetric(float64(hosts)/(b.Elapsed().Seconds()/float64(b.N)), "hosts/s")
 		})
 	}
+}
+
+// cpuTime returns the CPU time this process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

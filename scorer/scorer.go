@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/apache/arrow/go/v15/arrow"
+	"github.com/apache/arrow/go/v15/arrow/array"
 	"github.com/apache/arrow/go/v15/arrow/memory"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/segmentio/kafka-go"
@@ -50,6 +52,7 @@ type Stage struct {
 	once      sync.Once
 
 	featuresTopic, scoresTopic, modelsTopic, actionsTopic string
+	inCols                                                [3]int // flow_id, host and end_ns in a features batch
 	outputs                                               []alertOutput
 	featureNames                                          []string
 	scoresBudget                                          int // bytes of score rows per scores message
@@ -63,9 +66,9 @@ type Stage struct {
 	parts      map[int]*partition
 	sp         *stepper
 	encoder    uint64 // the encoder generation host states were written by
-	sb         *features.ScoresBuilder
+	schema     *arrow.Schema // of the scores, for the model in sbModel
 	sbModel    *served
-	score      features.Score
+	versions   []int64 // the model_version column's values
 	em         emitter
 	explainBuf []float32
 }
@@ -164,6 +167,14 @@ func newStage(cfg Config, keys map[string]ed25519.PublicKey, log *slog.Logger, r
 	for _, t := range slices.Sorted(maps.Keys(outputs)) {
 		s.outputs = append(s.outputs, alertOutput{topic: cfg.Topic(t), format: outputs[t]})
 	}
+	in := features.Schema()
+	for i, name := range []string{"flow_id", "host", "end_ns"} {
+		idx := in.FieldIndices(name)
+		if len(idx) != 1 {
+			return nil, fmt.Errorf("scorer: features schema has %d %q columns, want 1", len(idx), name)
+		}
+		s.inCols[i] = idx[0]
+	}
 	for _, r := range updateResults {
 		s.met.modelUpdates.WithLabelValues(r)
 	}
@@ -207,14 +218,11 @@ func (s *Stage) Run(ctx context.Context) error {
 	return err
 }
 
-// release frees the Arrow buffers the stage holds.
+// release drops what the stage holds for its model.
 func (s *Stage) release() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.sb != nil {
-		s.sb.Release()
-		s.sb, s.sbModel = nil, nil
-	}
+	s.schema, s.sbModel = nil, nil
 }
 
 // Ready reports whether the stage has joined its group and holds a
@@ -326,14 +334,11 @@ func (s *Stage) adopt(sv *served) {
 	}
 	s.encoder = sv.encoder
 	if s.sbModel != sv {
-		if s.sb != nil {
-			s.sb.Release()
-		}
-		sb, err := features.NewScoresBuilder(s.mem, sv.m.Classes(), sv.m.EmbeddingDim())
+		schema, err := features.ScoresSchema(sv.m.Classes(), sv.m.EmbeddingDim())
 		if err != nil {
-			panic(fmt.Sprintf("scorer: scores builder for a verified model: %v", err))
+			panic(fmt.Sprintf("scorer: scores schema for a verified model: %v", err))
 		}
-		s.sb, s.sbModel = sb, sv
+		s.schema, s.sbModel = schema, sv
 	}
 }
 
@@ -421,44 +426,75 @@ func (s *Stage) scoreView(sv *served, p *partition, v *features.View, key []byte
 	s.met.invalid.Add(float64(s.sp.invalid))
 
 	// Scores, split so that no message outgrows the producer's limit.
-	sc := &s.score
-	sc.ModelVersion = m.Version
 	rowBytes := 48 + 4*(m.NumClasses()+m.EmbeddingDim())
-	used := 0
-	for r := range n {
-		sc.FlowID = v.FlowID(r)
-		sc.Host = v.Host(r)
-		sc.TimeNs = v.EndNs(r)
-		sc.Anomaly = s.sp.anomaly[r]
-		sc.Probs = s.sp.probsOf(r)
-		sc.Embedding = s.sp.embOf(r)
-		if err := s.sb.Append(sc); err != nil {
-			panic(fmt.Sprintf("scorer: scores row of the model's own shape: %v", err))
-		}
-		used += rowBytes + len(sc.Host)
-		if used >= s.scoresBudget {
-			s.emitScores(key, em)
-			used = 0
-		}
-	}
-	if s.sb.Len() > 0 {
-		s.emitScores(key, em)
+	per := max(1, s.scoresBudget/rowBytes)
+	for a := 0; a < n; a += per {
+		s.emitScores(sv, v, a, min(a+per, n), key, em)
 	}
 	s.met.flows.Add(float64(n))
 	s.detect(sv, p, v, s.sp, now, em)
 }
 
-// emitScores turns the rows in the scores builder into one message, keyed
-// like the features message so it lands on the same partition number.
-func (s *Stage) emitScores(key []byte, em *emitter) {
-	rec := s.sb.NewRecord()
-	val, err := features.Encode(nil, rec)
+// emitScores produces the scores of rows [a, b) as one message, keyed like
+// the features message so that it lands on the same partition number.
+func (s *Stage) emitScores(sv *served, v *features.View, a, b int, key []byte, em *emitter) {
+	rec := s.scoresRecord(sv, v, a, b)
+	// Sized up front (IPv6-long hosts, padding, the schema message) so the
+	// encoder never grows the buffer by copying it.
+	size := (b-a)*(80+4*(sv.m.NumClasses()+sv.m.EmbeddingDim())) + 16<<10
+	val, err := features.Encode(make([]byte, 0, size), rec)
 	rec.Release()
 	if err != nil {
 		panic(fmt.Sprintf("scorer: encode scores: %v", err))
 	}
 	em.msgs = append(em.msgs, kafka.Message{Topic: s.scoresTopic, Key: key, Value: val})
 	em.scores++
+}
+
+// scoresRecord assembles the scores of rows [a, b) in the schema of
+// features.ScoresSchema without copying a value: the flow id, host and time
+// columns are slices of the features batch's own columns, and the anomaly,
+// probability and embedding columns wrap the stepper's row-major results.
+// Only the IPC encoding then copies, once. (Appending row by row through
+// features.ScoresBuilder cost as much as the model step itself.)
+func (s *Stage) scoresRecord(sv *served, v *features.View, a, b int) arrow.Record {
+	m := sv.m
+	c, d := m.NumClasses(), m.EmbeddingDim()
+	in := v.Record()
+	s.versions = growInt64(s.versions, b-a)
+	for i := range s.versions {
+		s.versions[i] = m.Version
+	}
+	f32 := func(x []float32) *array.Data {
+		return array.NewData(arrow.PrimitiveTypes.Float32, len(x),
+			[]*memory.Buffer{nil, memory.NewBufferBytes(arrow.Float32Traits.CastToBytes(x))}, nil, 0, 0)
+	}
+	list := func(typ arrow.DataType, values *array.Data, n int) arrow.Array {
+		defer values.Release()
+		data := array.NewData(typ, n, []*memory.Buffer{nil}, []arrow.ArrayData{values}, 0, 0)
+		defer data.Release()
+		return array.MakeFromData(data)
+	}
+	schema := s.schema
+	anomaly := f32(s.sp.anomaly[a:b])
+	version := array.NewData(arrow.PrimitiveTypes.Int64, b-a,
+		[]*memory.Buffer{nil, memory.NewBufferBytes(arrow.Int64Traits.CastToBytes(s.versions))}, nil, 0, 0)
+	cols := []arrow.Array{
+		array.NewSlice(in.Column(s.inCols[0]), int64(a), int64(b)),
+		array.NewSlice(in.Column(s.inCols[1]), int64(a), int64(b)),
+		array.NewSlice(in.Column(s.inCols[2]), int64(a), int64(b)),
+		array.MakeFromData(anomaly),
+		array.MakeFromData(version),
+		list(schema.Field(5).Type, f32(s.sp.probs[a*c:b*c]), b-a),
+		list(schema.Field(6).Type, f32(s.sp.emb[a*d:b*d]), b-a),
+	}
+	anomaly.Release()
+	version.Release()
+	rec := array.NewRecord(schema, cols, int64(b-a))
+	for _, col := range cols {
+		col.Release()
+	}
+	return rec
 }
 
 // skip counts and logs (rate-limited) a features message the scorer cannot

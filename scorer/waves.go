@@ -207,6 +207,13 @@ func growF32(s []float32, n int) []float32 {
 	return make([]float32, n)
 }
 
+func growInt64(s []int64, n int) []int64 {
+	if cap(s) >= n {
+		return s[:n]
+	}
+	return make([]int64, n)
+}
+
 func growInt32(s []int32, n int) []int32 {
 	if cap(s) >= n {
 		return s[:n]
