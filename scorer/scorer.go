@@ -65,7 +65,7 @@ type Stage struct {
 	mu         sync.Mutex
 	parts      map[int]*partition
 	sp         *stepper
-	encoder    uint64 // the encoder generation host states were written by
+	encoder    uint64        // the encoder generation host states were written by
 	schema     *arrow.Schema // of the scores, for the model in sbModel
 	sbModel    *served
 	versions   []int64 // the model_version column's values
