@@ -7,8 +7,9 @@
 // Topics: it reads features (Arrow, keyed by host, so all flows of a host
 // reach one replica in order) and models (compacted, signed ModelUpdates,
 // read from the start by every replica with plain partition readers). It
-// writes scores (Arrow, features.ScoresBuilder, one or more messages per
-// features message, keyed alike), alerts (Avro schemas.Alert in Confluent
+// writes scores (Arrow in the features.ScoresSchema layout, assembled from
+// the input's and the model's buffers without copying; one or more messages
+// per features message, keyed alike), alerts (Avro schemas.Alert in Confluent
 // framing by default; ECS or OCSF JSON per topic with -scorer.alerts.outputs)
 // and actions (Avro schemas.Action).
 //
