@@ -715,3 +715,30 @@ func TestCanonicalVerdict(t *testing.T) {
 		}
 	}
 }
+
+// TestStageFitsOnTimer checks that labels too few to start a fit are
+// fitted when -adapter.fit-interval passes.
+func TestStageFitsOnTimer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e: starts a broker and an adapter")
+	}
+	p := newPipeline(t, 36)
+	models := p.watchModels()
+	cfg := p.config(t.Name())
+	cfg.Adapter.FitInterval = 200 * time.Millisecond
+	r := p.start(cfg)
+	flows := p.score(map[string]int{"ransomware": 6})
+	p.label("ransomware", flows...)
+	u, _ := models.wait(t, 1)
+	m := p.verify(&u, p.base)
+	if _, ok := m.ClassIndex("ransomware"); !ok {
+		t.Errorf("update classes %q lack the labelled family", m.Classes())
+	}
+	eventually(t, 5*time.Second, wantCounter(t, r, "labels", outcomePublished, 6))
+	if got := counter(t, r, "fits", triggerTimer); got < 1 {
+		t.Errorf("fits by timer = %v, want at least 1", got)
+	}
+	if got := counter(t, r, "fits", triggerLabels); got != 0 {
+		t.Errorf("fits by label count = %v, want 0 with 6 labels of 10", got)
+	}
+}
