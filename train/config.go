@@ -50,11 +50,13 @@ type Config struct {
 	Meta Meta `yaml:"meta"`
 	// Adv sets the adversarial augmentation and the robustness evaluation.
 	Adv Adv `yaml:"adv"`
-	// TargetFPR is the benign false-positive rate the anomaly threshold is
-	// set for, on validation data. Default 0.01.
-	TargetFPR float64 `yaml:"target-fpr" help:"benign false-positive rate the anomaly threshold is chosen for, on validation data"`
+	// TargetFPR bounds the benign false-positive rate on validation data:
+	// the anomaly threshold is set for it, and class thresholds (chosen
+	// for F1) are raised until the classifier's alerts respect it too.
+	// Default 0.01.
+	TargetFPR float64 `yaml:"target-fpr" help:"benign false-positive rate allowed on validation data, for the anomaly threshold and for the class thresholds each"`
 	// Exemplars is how many embeddings per class the model stores for the
-	// adapter to replay. Default 32.
+	// adapter to replay. Default 64.
 	Exemplars int `yaml:"exemplars" help:"stored embeddings per class, replayed by the adapter"`
 	// PredictAttacks makes known-attack flows targets of the next-flow
 	// predictor too. Off by default: they are still its context, but a
@@ -62,6 +64,12 @@ type Config struct {
 	// to the anomaly score, which is the detector of last resort for
 	// families nobody labelled. Unlabelled flows are always targets.
 	PredictAttacks bool `yaml:"predict-attacks" help:"also train the next-flow predictor on flows labelled as attacks"`
+	// PredictL2 is an L2 penalty on the next-flow predictor's weights (not
+	// its bias), pulling its guess towards the typical normal flow unless
+	// the host's history really tells more. Without it the predictor learns
+	// to echo a host's recent flows, which makes a flood of identical attack
+	// flows look perfectly normal after its first few. Default 0.
+	PredictL2 float64 `yaml:"predict-l2" help:"L2 penalty on the next-flow predictor's weights, towards predicting the typical normal flow"`
 	// NormAll fits the normalisation on every training flow instead of
 	// only the benign and unlabelled ones. Off by default: the anomaly
 	// score is a squared error in normalised units, and it should measure
@@ -117,7 +125,7 @@ func DefaultConfig() Config {
 		Weights:   Weights{Predict: 1, Classify: 1, Meta: 0.5, Adversarial: 0.5},
 		Meta:      Meta{Ways: 5, Shots: 5, Queries: 8},
 		Adv:       Adv{Epsilon: 0.3, Steps: 1, EvalSteps: 10},
-		TargetFPR: 0.01, Exemplars: 32,
+		TargetFPR: 0.01, Exemplars: 64,
 	}
 }
 
@@ -154,6 +162,7 @@ func (c Config) Validate() error {
 	bad("adv.epsilon", c.Adv.Epsilon >= 0 && c.Adv.Epsilon <= 10, "between 0 and 10", c.Adv.Epsilon)
 	bad("adv.steps", c.Adv.Steps >= 1 && c.Adv.Steps <= 100, "between 1 and 100", c.Adv.Steps)
 	bad("adv.eval-steps", c.Adv.EvalSteps >= 1 && c.Adv.EvalSteps <= 1000, "between 1 and 1000", c.Adv.EvalSteps)
+	bad("predict-l2", c.PredictL2 >= 0 && c.PredictL2 <= 1000, "between 0 and 1000", c.PredictL2)
 	bad("target-fpr", c.TargetFPR > 0 && c.TargetFPR < 0.5, "in (0, 0.5)", c.TargetFPR)
 	bad("exemplars", c.Exemplars >= 0 && c.Exemplars <= 10000, "between 0 and 10000", c.Exemplars)
 	return errors.Join(errs...)

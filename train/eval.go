@@ -341,9 +341,10 @@ type FewShot struct {
 	// ProtoRecall and ProtoFPR are for the head with the family's row set
 	// from the prototype of the K support embeddings (w = 2μ, b = −|μ|²)
 	// and no training; Recall and FPR after the adapter's head fine-tuning
-	// with the model's exemplars replayed. Recall is the share of the
-	// family's other flows whose alert names the family (p above 0.5, the
-	// new class's threshold, and the most probable alerting class);
+	// (model.DefaultFineTune) with the model's exemplars replayed. The new
+	// class's threshold is set by setNewThreshold. Recall is the share of
+	// the family's other flows whose alert names the family (p above the
+	// threshold, and the most probable alerting class);
 	// RecallAny the share alerted on as any attack; FPR the share of benign
 	// test flows alerted on as anything.
 	ProtoRecall Metric `json:"proto_recall"`
@@ -353,9 +354,29 @@ type FewShot struct {
 	FPR         Metric `json:"fpr"`
 }
 
-// newClassThreshold is the probability above which a class added from a
-// few labels alerts; the adapter may choose otherwise.
+// newClassThreshold is the least probability above which a class added
+// from a few labels alerts.
 const newClassThreshold = 0.5
+
+// setNewThreshold sets class k's threshold to the smallest value, at least
+// newClassThreshold, above which no stored exemplar of another class would
+// alert as k: the exemplars are the only negatives an adapter has, and they
+// ship in the model, so an adapter can apply the same rule.
+func setNewThreshold(m *model.Model, k int) {
+	t := float32(newClassThreshold)
+	var emb []float32
+	for _, e := range m.Exemplars {
+		if int(e.Class) != k {
+			emb = append(emb, e.Embedding...)
+		}
+	}
+	C := m.NumClasses()
+	p := m.HeadProbs(nil, emb)
+	for i := 0; i < len(p); i += C {
+		t = max(t, p[i+k])
+	}
+	m.Thresholds[k] = min(t, 1)
+}
 
 // EvalFewShot adapts a copy of m to each held-out family from its first K
 // flows (in time order) for each K, with the encoder frozen as in the
@@ -406,6 +427,7 @@ func EvalFewShot(m *model.Model, d *dataset.Dataset, sc *Scores, ks []int, seed 
 				}
 				return ratio(hit, n-k), ratio(anyHit, n-k), ratio(fp, nb)
 			}
+			setNewThreshold(mm, nk)
 			fs.ProtoRecall, _, fs.ProtoFPR = measure()
 			// The adapter's path: the support flows plus replayed exemplars.
 			var xs []float32
@@ -420,6 +442,7 @@ func EvalFewShot(m *model.Model, d *dataset.Dataset, sc *Scores, ks []int, seed 
 			}
 			rng := rand.New(rand.NewPCG(seed, uint64(k)))
 			if _, err := mm.FineTuneHead(xs, ys, model.DefaultFineTune(), rng); err == nil {
+				setNewThreshold(mm, nk)
 				fs.Recall, fs.RecallAny, fs.FPR = measure()
 			}
 			res = append(res, fs)

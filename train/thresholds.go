@@ -62,8 +62,61 @@ func (tr *trainer) finish() error {
 	for k := 1; k < C; k++ {
 		m.Thresholds[k] = bestThreshold(probs, cls, C, k)
 	}
+	capFPR(probs, cls, C, m.Thresholds, tr.cfg.TargetFPR)
 	m.WeightsChanged()
 	return nil
+}
+
+// capFPR raises class thresholds until at most target of the benign
+// validation flows alert: each round lifts the threshold of the class that
+// alerts on the most benign flows just above the lowest probability among
+// those alerts. Thresholds chosen for F1 alone let the false-positive rate
+// drift with the number of classes, each adding its own.
+func capFPR(probs []float32, cls []int, C int, thr []float32, target float64) {
+	nb := 0
+	for _, c := range cls {
+		if c == 0 {
+			nb++
+		}
+	}
+	if nb == 0 {
+		return
+	}
+	by := make([]int, C)
+	low := make([]float32, C)
+	for range 100000 {
+		clear(by)
+		total := 0
+		for i, c := range cls {
+			if c != 0 {
+				continue
+			}
+			p := probs[i*C : (i+1)*C]
+			if k := alertClass(p, thr); k > 0 {
+				if by[k] == 0 || p[k] < low[k] {
+					low[k] = p[k]
+				}
+				by[k]++
+				total++
+			}
+		}
+		if float64(total) <= target*float64(nb) {
+			return
+		}
+		k := 1
+		for j := 2; j < C; j++ {
+			if by[j] > by[k] {
+				k = j
+			}
+		}
+		next := math.Nextafter32(low[k], 2)
+		if next >= 1 {
+			// No threshold below 1 silences this class's false alerts.
+			thr[k] = 1
+			continue
+		}
+		thr[k] = next
+	}
 }
 
 // quantile returns the q-quantile of v (nearest rank, so it is one of v's

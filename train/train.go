@@ -466,6 +466,11 @@ func (tr *trainer) trainStep(w Weights) (loss [4]float64) {
 		loss[3], _, _ = tr.tape.ClassLoss(tr.labels[:S*T], float32(w.Adversarial))
 		tr.tape.Backward(tr.g, nil)
 	}
+	if l2 := float32(tr.cfg.PredictL2); l2 > 0 && w.Predict > 0 {
+		for j, v := range tr.m.P.PredW {
+			tr.g.PredW[j] += l2 * v
+		}
+	}
 	if tr.cfg.ClipNorm > 0 {
 		model.ClipGradNorm(tr.g, tr.cfg.ClipNorm)
 	}

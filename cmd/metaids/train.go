@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -13,8 +14,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/segmentio/kafka-go"
+
 	"github.com/metaids/metaids/dataset"
 	"github.com/metaids/metaids/integration"
+	"github.com/metaids/metaids/model"
+	"github.com/metaids/metaids/schemas"
+	"github.com/metaids/metaids/stream"
 	"github.com/metaids/metaids/train"
 )
 
@@ -42,6 +49,16 @@ type trainConfig struct {
 	// Progress shows a progress bar: auto (on a terminal), on or off.
 	Progress string `yaml:"progress" help:"progress bar: auto (only on a terminal), on or off"`
 
+	// Publish also publishes the model to the models topic, keyed by its
+	// name and signed with SigningKey, for the scorers and the adapter.
+	Publish bool `yaml:"publish" help:"publish the model to the models topic (needs -signing-key and -kafka.*)"`
+	// SigningKey is the PEM PKCS #8 Ed25519 private key that signs the
+	// published model; scorers accept only updates signed by a key they
+	// trust.
+	SigningKey string `yaml:"signing-key" help:"PEM PKCS #8 Ed25519 private key file that signs the published model"`
+	// Kafka is where to publish.
+	Kafka stream.Config `yaml:"kafka"`
+
 	Dataset       dataset.Config          `yaml:",inline"`
 	SyntheticData dataset.SyntheticConfig `yaml:"synthetic-data"`
 	Train         train.Config            `yaml:"train"`
@@ -55,6 +72,7 @@ func defaultTrainConfig() trainConfig {
 		SyntheticData: dataset.DefaultSyntheticConfig(),
 		Train:         train.DefaultConfig(),
 		Log:           LogConfig{Format: "text", Level: "info"},
+		Kafka:         stream.DefaultConfig(),
 	}
 }
 
@@ -85,6 +103,14 @@ func (c trainConfig) Validate() error {
 	}
 	if err := c.Train.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.Publish {
+		if c.SigningKey == "" {
+			errs = append(errs, errors.New("-signing-key: required with -publish: scorers accept only signed models"))
+		}
+		if err := c.Kafka.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -200,7 +226,54 @@ func trainMain(ctx context.Context, cfg trainConfig, stderr io.Writer, log *slog
 		}
 		log.Info("plots written", "dir", dir, "files", len(files))
 	}
+	if cfg.Publish {
+		if err := publishTrained(ctx, cfg, m, log); err != nil {
+			return err
+		}
+	}
 	log.Info("done", "seconds", time.Since(t0).Seconds())
+	return nil
+}
+
+// publishTrained signs m as a full update and publishes it to the models
+// topic (created compacted with one partition if missing), keyed by the
+// model's name as the scorer and the adapter expect.
+func publishTrained(ctx context.Context, cfg trainConfig, m *model.Model, log *slog.Logger) error {
+	priv, err := schemas.LoadPrivateKey(cfg.SigningKey)
+	if err != nil {
+		return fmt.Errorf("-signing-key: %w", err)
+	}
+	u, err := m.Update(schemas.UpdateFull)
+	if err != nil {
+		return err
+	}
+	keyID := schemas.KeyID(priv.Public().(ed25519.PublicKey))
+	if err := schemas.SignModelUpdate(u, keyID, priv); err != nil {
+		return err
+	}
+	codecs, err := schemas.NewCodecs(nil)
+	if err != nil {
+		return err
+	}
+	val, err := codecs.AppendModelUpdate(nil, u)
+	if err != nil {
+		return fmt.Errorf("encode model update: %w", err)
+	}
+	topics := schemas.Topics{Prefix: cfg.Kafka.TopicPrefix}
+	specs := stream.PipelineTopics(cfg.Kafka.TopicPrefix, stream.TopicNames{Models: "models"}, 1, 0)
+	if err := stream.EnsureTopics(ctx, cfg.Kafka, specs); err != nil {
+		return fmt.Errorf("models topic: %w", err)
+	}
+	p, err := stream.NewProducer(cfg.Kafka, log, prometheus.NewRegistry())
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	msg := kafka.Message{Topic: topics.Models(), Key: []byte(m.Name), Value: val, Time: time.Now()}
+	if err := p.Produce(ctx, msg); err != nil {
+		return fmt.Errorf("publish model: %w", err)
+	}
+	log.Info("model published", "topic", topics.Models(), "key", m.Name, "model_version", m.Version, "key_id", keyID, "bytes", len(val))
 	return nil
 }
 

@@ -2,15 +2,23 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
 
 	"github.com/metaids/metaids/features"
 	"github.com/metaids/metaids/model"
+	"github.com/metaids/metaids/schemas"
+	"github.com/metaids/metaids/stream"
 )
 
 func TestJoinRepeated(t *testing.T) {
@@ -98,5 +106,71 @@ func TestTrainSynthetic(t *testing.T) {
 	pngs, _ := filepath.Glob(filepath.Join(dir, "demo.plots", "*.png"))
 	if len(pngs) != 4 {
 		t.Errorf("plots = %q, want 4 PNGs", pngs)
+	}
+}
+
+// TestTrainPublishes trains a tiny synthetic model and publishes it to an
+// embedded broker; the record on the models topic must verify with the
+// public key and load as the same model.
+func TestTrainPublishes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a broker")
+	}
+	e, err := stream.StartEmbedded(stream.EmbeddedConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	dir := t.TempDir()
+	pubPEM, privPEM, err := schemas.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "train.key")
+	if err := os.WriteFile(keyFile, privPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "m.model")
+	args := []string{"train", "-synthetic", "-out", out, "-report=none", "-plots=none",
+		"-synthetic-data.hosts=5", "-synthetic-data.duration=4m",
+		"-train.hidden=8", "-train.epochs=1", "-train.pretrain-epochs=1", "-train.steps-per-epoch=3",
+		"-publish", "-signing-key", keyFile, "-kafka.brokers", e.Addr(), "-kafka.topic_prefix", "t1."}
+	var stderr bytes.Buffer
+	if code := run(t.Context(), args, &stderr); code != exitOK {
+		t.Fatalf("run(%q) = %d, stderr:\n%s", args, code, stderr.String())
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{e.Addr()}, Topic: "t1.models", Partition: 0, MaxWait: 100 * time.Millisecond})
+	defer r.Close()
+	msg, err := r.ReadMessage(ctx)
+	if err != nil {
+		t.Fatalf("read the models topic: %v", err)
+	}
+	codecs, err := schemas.NewCodecs(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := codecs.DecodeModelUpdate(msg.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := schemas.ParsePublicKeyPEM(pubPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := schemas.VerifyModelUpdate(&u, map[string]ed25519.PublicKey{schemas.KeyID(pub): pub}); err != nil {
+		t.Errorf("published update does not verify: %v", err)
+	}
+	got, err := model.FromUpdate(&u, features.Default().Hash())
+	if err != nil {
+		t.Fatalf("published update does not load: %v", err)
+	}
+	want, err := model.Load(out, features.Default().Hash())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(msg.Key) != want.Name || !slices.Equal(got.P.WeightIH, want.P.WeightIH) || !slices.Equal(got.Classes(), want.Classes()) {
+		t.Errorf("published model (key %q, classes %q) differs from the file's (%q, %q)", msg.Key, got.Classes(), want.Name, want.Classes())
 	}
 }
