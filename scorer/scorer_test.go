@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/metaids/metaids/integration"
 	"github.com/metaids/metaids/model"
 	"github.com/metaids/metaids/schemas"
+	"github.com/metaids/metaids/stream"
 )
 
 // TestBadBatches checks that undecodable messages are counted and skipped
@@ -369,4 +371,95 @@ func scoresOf(t testing.TB, s *Stage, msgs []kafka.Message) []features.Score {
 		msgs[i].Topic = s.scoresTopic
 	}
 	return scores(t, s, msgs)
+}
+
+// TestRebalance starts a second replica mid-stream: every flow is still
+// scored, each replica keeps state only for the partitions it holds, and
+// the first one drops the hosts of the partitions it gave up.
+func TestRebalance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e: starts a broker and two stages")
+	}
+	const parts = 4
+	_, kc := startBroker(t, parts)
+	key := newKeyPair(t, 1)
+	p := newProducer(t, kc)
+	publishModel(t, p, kc, signed(t, newTestModel(t, 1, 8, "benign", "scan"), schemas.UpdateFull, key))
+	cfg := stageConfig(t, kc, key)
+	rng := rand.New(rand.NewPCG(5, 0))
+	var all []schemas.Flow
+	batch := func(from, n int) []schemas.Flow {
+		var flows []schemas.Flow
+		for i := range n {
+			host := fmt.Sprintf("10.9.%d.%d", i%7, i%31)
+			flows = append(flows, flowOf(host, t0+int64(from+i)*int64(time.Millisecond), int64(from+i), false, rng))
+		}
+		all = append(all, flows...)
+		return flows
+	}
+	waitScored := func(n int) {
+		t.Helper()
+		eventually(t, 30*time.Second, func() error {
+			return countErr("distinct flows scored", float64(len(distinctFlows(t, kc))), float64(n))
+		})
+	}
+
+	r1 := startStage(t, cfg)
+	msgs := produceFlows(t, p, kc, parts, batch(0, 400))
+	waitScored(400)
+	r2 := startStage(t, cfg)
+	eventually(t, 30*time.Second, func() error {
+		a1, a2 := r1.s.in.Assignment()[kc.Topic("features")], r2.s.in.Assignment()[kc.Topic("features")]
+		if len(a1)+len(a2) != parts || len(a1) == 0 || len(a2) == 0 {
+			return fmt.Errorf("assignments %v and %v, want the %d partitions split", a1, a2, parts)
+		}
+		return nil
+	})
+	msgs += produceFlows(t, p, kc, parts, batch(400, 400))
+	waitScored(800)
+	eventually(t, 30*time.Second, func() error {
+		var sum int64
+		for _, off := range committed(t, kc, cfg.Scorer.Group, kc.Topic("features"), parts) {
+			sum += max(off, 0)
+		}
+		return countErr("committed offsets", float64(sum), float64(msgs))
+	})
+	for i, r := range []*runningStage{r1, r2} {
+		held := r.s.in.Assignment()[kc.Topic("features")]
+		r.s.mu.Lock()
+		for id := range r.s.parts {
+			if !slices.Contains(held, id) {
+				t.Errorf("replica %d holds state for partition %d, assigned %v", i+1, id, held)
+			}
+		}
+		r.s.mu.Unlock()
+	}
+	if got := counter(t, r1.reg, "metaids_scorer_hosts_evicted_total", map[string]string{"reason": evictRevoked}); got == 0 {
+		t.Error("the first replica dropped no hosts of the partitions it gave up")
+	}
+	for _, r := range []*runningStage{r2, r1} {
+		if err := r.stop(t); err != nil {
+			t.Errorf("Run = %v, want nil", err)
+		}
+	}
+	if got := len(distinctFlows(t, kc)); got != len(all) {
+		t.Errorf("%d distinct flows scored, want %d", got, len(all))
+	}
+}
+
+// distinctFlows returns the flow ids on the scores topic.
+func distinctFlows(t testing.TB, kc stream.Config) map[uint64]bool {
+	t.Helper()
+	out := map[uint64]bool{}
+	for _, msg := range readTopic(t, kc, kc.Topic("scores")) {
+		v, err := features.DecodeScores(msg.Value, memory.DefaultAllocator)
+		if err != nil {
+			t.Fatalf("DecodeScores: %v", err)
+		}
+		for i := range v.Len() {
+			out[v.FlowID(i)] = true
+		}
+		v.Release()
+	}
+	return out
 }
