@@ -108,9 +108,17 @@ func (p *Producer) Produce(ctx context.Context, msgs ...kafka.Message) error {
 	if len(msgs) == 0 {
 		return nil
 	}
+	now := time.Now()
 	for i := range msgs {
 		if msgs[i].Topic == "" {
 			return fmt.Errorf("produce message %d: %w", i, ErrNoTopic)
+		}
+		// kafka-go sends a zero Time as timestamp 0, which breaks offset
+		// lookups by time and retention; stamp it the way Kafka's own
+		// clients do (CreateTime = now). This writes into the caller's
+		// slice, which is theirs to reuse anyway once Produce returns.
+		if msgs[i].Time.IsZero() {
+			msgs[i].Time = now
 		}
 		if part, ok := pinned(msgs[i]); ok {
 			if err := p.checkPartition(ctx, msgs[i].Topic, part); err != nil {
