@@ -37,12 +37,15 @@ func storm(t testing.TB, host string, n int, gap time.Duration, per int, seed ui
 // one alert that keeps its id and grows its count, re-published at most
 // once per republish interval, not one alert per flow.
 func TestAlertStorm(t *testing.T) {
-	const n = 1000
+	n := 100_000 // a flood of scan flows in 100 s, the scale of the requirement
+	if testing.Short() {
+		n = 1000
+	}
 	m := detectorModel(t, 1, 8)
 	set := testSettings()
 	set.Alerts.Republish = 10 * time.Second
 	s, _, clk := newCore(t, set, m, nil)
-	msgs, flows := storm(t, "10.6.6.6", n, 10*time.Millisecond, 100, 1)
+	msgs, flows := storm(t, "10.6.6.6", n, time.Millisecond, 4096, 1)
 
 	var out []schemas.Alert
 	for _, msg := range msgs {
@@ -71,7 +74,7 @@ func TestAlertStorm(t *testing.T) {
 	if len(upd) != 1 {
 		t.Fatalf("flush after the interval published %d alerts, want 1", len(upd))
 	}
-	if upd[0].AlertID != opened.AlertID || upd[0].Count != n {
+	if upd[0].AlertID != opened.AlertID || upd[0].Count != int64(n) {
 		t.Errorf("update: id %s count %d, want id %s count %d", upd[0].AlertID, upd[0].Count, opened.AlertID, n)
 	}
 	first, last := int64(math.MaxInt64), int64(0)
@@ -84,7 +87,7 @@ func TestAlertStorm(t *testing.T) {
 	if got := alerts(t, s, flushCore(t, s)); len(got) != 0 {
 		t.Errorf("a second flush published %d alerts with nothing new, want 0", len(got))
 	}
-	if got := testutil.ToFloat64(s.met.alertFlows.WithLabelValues(kindClass)); got != n {
+	if got := testutil.ToFloat64(s.met.alertFlows.WithLabelValues(kindClass)); got != float64(n) {
 		t.Errorf("alert flows = %v, want %d", got, n)
 	}
 	if o, u := testutil.ToFloat64(s.met.alerts.WithLabelValues(eventOpened)), testutil.ToFloat64(s.met.alerts.WithLabelValues(eventUpdated)); o != 1 || u != 1 {
