@@ -66,8 +66,8 @@ type Stage struct {
 	parts      map[int]*partition
 	sp         *stepper
 	encoder    uint64        // the encoder generation host states were written by
-	schema     *arrow.Schema // of the scores, for the model in sbModel
-	sbModel    *served
+	schema     *arrow.Schema // of the scores, for the model in schemaFor
+	schemaFor    *served
 	versions   []int64 // the model_version column's values
 	em         emitter
 	explainBuf []float32
@@ -100,6 +100,17 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Stage, error
 	if err != nil {
 		return nil, err
 	}
+	if f := cfg.Scorer.Model.File; f != "" {
+		sv, err := s.verify.loadModelFile(s.codecs, f)
+		if err != nil {
+			var rej *RejectError
+			if errors.As(err, &rej) {
+				s.met.modelUpdates.WithLabelValues(rej.Reason).Inc()
+			}
+			return nil, err
+		}
+		s.serve(sv, "file")
+	}
 	s.in, err = stream.NewConsumer(cfg.Config, stream.ConsumerConfig{
 		Group:    cfg.Scorer.Group,
 		Topics:   []string{s.featuresTopic},
@@ -111,17 +122,6 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Stage, error
 	s.out, err = stream.NewProducer(cfg.Config, log, reg)
 	if err != nil {
 		return nil, fmt.Errorf("scorer producer: %w", err)
-	}
-	if f := cfg.Scorer.Model.File; f != "" {
-		sv, err := s.verify.loadModelFile(s.codecs, f)
-		if err != nil {
-			var rej *RejectError
-			if errors.As(err, &rej) {
-				s.met.modelUpdates.WithLabelValues(rej.Reason).Inc()
-			}
-			return nil, err
-		}
-		s.serve(sv, "file")
 	}
 	return s, nil
 }
@@ -199,6 +199,7 @@ func (s *Stage) Run(ctx context.Context) error {
 	select {
 	case <-s.haveModel:
 	case <-ctx.Done():
+		s.out.Close()
 		return nil
 	}
 	bg.Go(func() { s.flushLoop(wctx) })
@@ -213,6 +214,9 @@ func (s *Stage) Run(ctx context.Context) error {
 	if ferr := s.flush(fctx); ferr != nil {
 		s.log.Warn("final flush of alert updates failed", "err", ferr)
 	}
+	if cerr := s.out.Close(); cerr != nil {
+		s.log.Warn("close producer", "err", cerr)
+	}
 	s.release()
 	s.log.Info("stopped")
 	return err
@@ -222,7 +226,7 @@ func (s *Stage) Run(ctx context.Context) error {
 func (s *Stage) release() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.schema, s.sbModel = nil, nil
+	s.schema, s.schemaFor = nil, nil
 }
 
 // Ready reports whether the stage has joined its group and holds a
@@ -333,12 +337,12 @@ func (s *Stage) adopt(sv *served) {
 		s.log.Info("host states reset for a new encoder", "model_version", sv.m.Version)
 	}
 	s.encoder = sv.encoder
-	if s.sbModel != sv {
+	if s.schemaFor != sv {
 		schema, err := features.ScoresSchema(sv.m.Classes(), sv.m.EmbeddingDim())
 		if err != nil {
 			panic(fmt.Sprintf("scorer: scores schema for a verified model: %v", err))
 		}
-		s.schema, s.sbModel = schema, sv
+		s.schema, s.schemaFor = schema, sv
 	}
 }
 
