@@ -67,7 +67,7 @@ type Stage struct {
 	sp         *stepper
 	encoder    uint64        // the encoder generation host states were written by
 	schema     *arrow.Schema // of the scores, for the model in schemaFor
-	schemaFor    *served
+	schemaFor  *served
 	versions   []int64 // the model_version column's values
 	em         emitter
 	explainBuf []float32
