@@ -7,9 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/metaids/metaids/features"
@@ -282,5 +284,64 @@ func TestModelFile(t *testing.T) {
 	}
 	if _, err := vf.loadModelFile(codecs, filepath.Join(t.TempDir(), "missing")); err == nil {
 		t.Error("loadModelFile(missing file) succeeded")
+	}
+}
+
+// TestNew checks what New refuses before any broker is contacted.
+func TestNew(t *testing.T) {
+	key := newKeyPair(t, 1)
+	m := newTestModel(t, 1, 8, "benign", "scan")
+	codecs, err := schemas.NewCodecs(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeModel := func(u *schemas.ModelUpdate) string {
+		b, err := codecs.AppendModelUpdate(nil, u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path := filepath.Join(t.TempDir(), "model.avro")
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	unsigned, _ := m.Update(schemas.UpdateFull)
+	for _, tc := range []struct {
+		name    string
+		edit    func(c *Config)
+		wantErr string
+		wantIs  error
+		wantVer int64
+	}{
+		{name: "without a model file", edit: func(c *Config) {}},
+		{name: "with a signed model file", edit: func(c *Config) { c.Scorer.Model.File = writeModel(signed(t, m, schemas.UpdateFull, key)) }, wantVer: 1},
+		{name: "with an unsigned model file", edit: func(c *Config) { c.Scorer.Model.File = writeModel(unsigned) }, wantIs: ErrModelRejected},
+		{name: "with a missing key file", edit: func(c *Config) { c.Scorer.Model.Keys = []string{filepath.Join(t.TempDir(), "none.pub")} }, wantErr: "-scorer.model.keys"},
+		{name: "with a bad setting", edit: func(c *Config) { c.Scorer.Batch.MaxFlows = 0 }, wantErr: "scorer config: -scorer.batch.max-flows"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Brokers = []string{"127.0.0.1:9"}
+			cfg.Scorer.Model.Keys = []string{key.file}
+			tc.edit(&cfg)
+			s, err := New(cfg, testLog(t), prometheus.NewRegistry())
+			switch {
+			case tc.wantErr != "" || tc.wantIs != nil:
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) || (tc.wantIs != nil && !errors.Is(err, tc.wantIs)) {
+					t.Fatalf("New = %v, want an error containing %q (is %v)", err, tc.wantErr, tc.wantIs)
+				}
+			case err != nil:
+				t.Fatalf("New = %v", err)
+			default:
+				if v := s.ModelVersion(); v != tc.wantVer {
+					t.Errorf("ModelVersion() = %d, want %d", v, tc.wantVer)
+				}
+				if s.Ready() {
+					t.Error("Ready() = true before Run, want false")
+				}
+				s.out.Close()
+			}
+		})
 	}
 }
