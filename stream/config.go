@@ -35,11 +35,11 @@ type Config struct {
 
 	// ClientID identifies this process in broker logs and quotas
 	// (-kafka.client-id). Default: metaids.
-	ClientID string `yaml:"client_id"`
+	ClientID string `yaml:"client-id"`
 
 	// TopicPrefix is prepended to every topic name, so several pipelines
 	// can share a cluster (-kafka.topic-prefix). Default: "".
-	TopicPrefix string `yaml:"topic_prefix"`
+	TopicPrefix string `yaml:"topic-prefix"`
 
 	// Timeout bounds dialling and each request to a broker, including the
 	// group coordinator (-kafka.timeout). Default: 10s.
@@ -48,12 +48,12 @@ type Config struct {
 	// RetryBackoff is the first wait before retrying a failed produce,
 	// commit or fetch; it doubles up to RetryBackoffMax
 	// (-kafka.retry.backoff). Default: 100ms.
-	RetryBackoff time.Duration `yaml:"retry_backoff"`
+	RetryBackoff time.Duration `yaml:"retry-backoff"`
 
 	// RetryBackoffMax caps the retry wait, and is the wait before
 	// rejoining after a failed group join (-kafka.retry.backoff-max).
 	// Default: 5s.
-	RetryBackoffMax time.Duration `yaml:"retry_backoff_max"`
+	RetryBackoffMax time.Duration `yaml:"retry-backoff-max"`
 
 	TLS    TLSConfig    `yaml:"tls"`
 	SASL   SASLConfig   `yaml:"sasl"`
@@ -79,12 +79,12 @@ type TLSConfig struct {
 	// InsecureSkipVerify disables verification of the broker's
 	// certificate; for tests only (-kafka.tls.insecure-skip-verify).
 	// Default: false.
-	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
+	InsecureSkipVerify bool `yaml:"insecure-skip-verify"`
 
 	// ServerName overrides the name checked against the broker's
 	// certificate (-kafka.tls.server-name). Default: "" (the broker's
 	// host).
-	ServerName string `yaml:"server_name"`
+	ServerName string `yaml:"server-name"`
 }
 
 // SASLConfig configures SASL authentication.
@@ -104,7 +104,7 @@ type SASLConfig struct {
 	// PasswordFile names a file holding the password, as mounted from a
 	// Kubernetes secret; surrounding whitespace is trimmed
 	// (-kafka.sasl.password-file). Default: "".
-	PasswordFile string `yaml:"password_file"`
+	PasswordFile string `yaml:"password-file"`
 }
 
 // WriterConfig tunes producers.
@@ -113,15 +113,15 @@ type WriterConfig struct {
 	// messages before it is sent. kafka-go's default of 1s would add a
 	// second to every synchronous produce (-kafka.writer.batch-timeout).
 	// Default: 20ms.
-	BatchTimeout time.Duration `yaml:"batch_timeout"`
+	BatchTimeout time.Duration `yaml:"batch-timeout"`
 
 	// BatchSize is the most messages in one produce batch
 	// (-kafka.writer.batch-size). Default: 1000.
-	BatchSize int `yaml:"batch_size"`
+	BatchSize int `yaml:"batch-size"`
 
 	// BatchBytes is the largest produce request in bytes; a single larger
 	// message is rejected (-kafka.writer.batch-bytes). Default: 1048576.
-	BatchBytes int64 `yaml:"batch_bytes"`
+	BatchBytes int64 `yaml:"batch-bytes"`
 
 	// Compression is none, gzip, snappy, lz4 or zstd
 	// (-kafka.writer.compression). Default: none.
@@ -137,16 +137,16 @@ type WriterConfig struct {
 type ReaderConfig struct {
 	// MinBytes is the least data a fetch waits for, up to MaxWait
 	// (-kafka.reader.min-bytes). Default: 1.
-	MinBytes int `yaml:"min_bytes"`
+	MinBytes int `yaml:"min-bytes"`
 
 	// MaxBytes is the most data one fetch returns
 	// (-kafka.reader.max-bytes). Default: 10485760.
-	MaxBytes int `yaml:"max_bytes"`
+	MaxBytes int `yaml:"max-bytes"`
 
 	// MaxWait bounds how long a fetch waits for MinBytes, and how long a
 	// Consumer waits to fill a batch after its first record
 	// (-kafka.reader.max-wait). Default: 250ms.
-	MaxWait time.Duration `yaml:"max_wait"`
+	MaxWait time.Duration `yaml:"max-wait"`
 }
 
 // GroupConfig tunes consumer-group membership and commits.
@@ -154,21 +154,21 @@ type GroupConfig struct {
 	// SessionTimeout is how long the coordinator waits for a heartbeat
 	// before it evicts a member; it must lie within the broker's group
 	// session bounds (-kafka.group.session-timeout). Default: 30s.
-	SessionTimeout time.Duration `yaml:"session_timeout"`
+	SessionTimeout time.Duration `yaml:"session-timeout"`
 
 	// HeartbeatInterval is how often a member heartbeats, at most a third
 	// of SessionTimeout (-kafka.group.heartbeat-interval). Default: 3s.
-	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	HeartbeatInterval time.Duration `yaml:"heartbeat-interval"`
 
 	// RebalanceTimeout is how long the coordinator waits for every member
 	// to rejoin during a rebalance. A member finishes the batch in hand
 	// and commits before it rejoins, so this must exceed the slowest
 	// batch (-kafka.group.rebalance-timeout). Default: 60s.
-	RebalanceTimeout time.Duration `yaml:"rebalance_timeout"`
+	RebalanceTimeout time.Duration `yaml:"rebalance-timeout"`
 
 	// CommitRetries is how many times a failed offset commit is retried
 	// before Run fails (-kafka.group.commit-retries). Default: 5.
-	CommitRetries int `yaml:"commit_retries"`
+	CommitRetries int `yaml:"commit-retries"`
 }
 
 // DefaultConfig returns the defaults documented on each field.
