@@ -113,15 +113,18 @@ type GateConfig struct {
 
 // FineTuneConfig sets the head's fine-tuning (AdamW, encoder frozen).
 type FineTuneConfig struct {
-	// Steps is the number of AdamW steps. Few, small steps move the head
-	// where the labels pull it as a whole; many let it carve out the few
-	// labelled flows alone, which hides from the gate labels that
-	// contradict the exemplars (-adapter.finetune.steps). Default 60.
+	// Steps is the number of AdamW steps. A new family whose flows sit
+	// close to a benign pattern in the embedding (a DNS tunnel beside
+	// ordinary DNS) needs enough steps for the benign exemplars to push
+	// the prototype row off them; with 60 steps at 0.005 the synthetic
+	// demo's tunnel raised the benign false-positive rate to 0.375 and was
+	// rejected. Poisoned labels stay visible to the gate's agreement check
+	// however long the fit (-adapter.finetune.steps). Default 300.
 	Steps int `yaml:"steps"`
 	// BatchSize is the examples per step; 0 uses all
 	// (-adapter.finetune.batch-size). Default 128.
 	BatchSize int `yaml:"batch-size"`
-	// LR is the learning rate (-adapter.finetune.lr). Default 0.005.
+	// LR is the learning rate (-adapter.finetune.lr). Default 0.02.
 	LR float64 `yaml:"lr"`
 	// WeightDecay is AdamW's decoupled weight decay
 	// (-adapter.finetune.weight-decay). Default 0.01.
@@ -158,7 +161,7 @@ func DefaultConfig() Config {
 			NewLabelWeight:    1,
 			Join:              JoinConfig{Window: 10 * time.Minute, MaxScores: 100000, MaxAlerts: 100000, MaxLabels: 10000},
 			Gate:              GateConfig{Holdout: 0.25, RecallTolerance: 0.05, FPRTolerance: 0.02, MinAgreement: 0.5},
-			FineTune:          FineTuneConfig{Steps: 60, BatchSize: 128, LR: 0.005, WeightDecay: 0.01},
+			FineTune:          FineTuneConfig{Steps: 300, BatchSize: 128, LR: 0.02, WeightDecay: 0.01},
 			RateLimit:         RateLimitConfig{PerMinute: 60, Burst: 100, MaxAnalysts: 4096},
 		},
 	}
