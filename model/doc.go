@@ -47,8 +47,10 @@
 // GOMAXPROCS=1), the AVX-512 product ran at about 146 GFLOP/s against
 // OpenBLAS sgemm's 140 on the same shape, so there is no cgo build: the
 // default build is the fastest. BenchmarkStep (4096 hosts, F=32, H=64, 8
-// classes) reaches about 1.8 million flows/s, 2.5–3× PyTorch 1.13 on
-// OpenBLAS (shared/bench/torch_lstm.py --mode step --threads 1).
+// classes), best of eight runs alternating with PyTorch 1.13 on OpenBLAS
+// (OPENBLAS_NUM_THREADS=1 shared/bench/torch_lstm.py --mode step --threads 1,
+// best 745k flows/s): AVX-512 1.89M flows/s (2.5×), AVX2 1.30M (1.75×), the
+// portable kernel about 0.11M.
 //
 // # Training: Tape
 //
@@ -64,7 +66,10 @@
 //
 // AdamW (decoupled decay on weight matrices), ClipGradNorm and
 // EarlyStopping reproduce their PyTorch counterparts; gradients are checked
-// against central finite differences (gonum/diff/fd) for every tensor.
+// against central finite differences (gonum/diff/fd) for every tensor. The
+// tape makes every product that does not wait on the recurrence one GEMM per
+// window, on the step's kernels at float32 (BenchmarkTape: about 200k
+// flows/s of forward and backward on one core, 4× gonum).
 //
 // # Adapting: the head alone
 //
