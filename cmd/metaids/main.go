@@ -37,7 +37,7 @@ func commands() map[string]command {
 		"up":      {"embedded broker plus every stage in one process", notYet("up", 6)},
 		"demo":    {"embedded broker, all stages, synthetic attacks, alerts on screen", notYet("demo", 6)},
 		"train":   {"pretrain and meta-train the model on labelled flow datasets", runTrain},
-		"eval":    {"replay a labelled dataset through the pipeline and report detection quality", notYet("eval", 8)},
+		"eval":    {"replay a labelled dataset through the pipeline and report detection quality", runEval},
 		"replay":  {"produce flow-log files to an input topic, like a log shipper", notYet("replay", 3)},
 		"label":   {"send analyst labels (by alert id, flow id, or a CSV/JSON file)", runLabel},
 	}

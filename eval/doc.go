@@ -1,0 +1,55 @@
+// Package eval is the evaluation harness behind `metaids eval`: it replays a
+// labelled flow dataset through the detector, plays the analyst who labels
+// the first K flows of each attack family the model has never seen, and
+// measures what an operator would see: detection quality before and after
+// the few-shot update, the false-positive rate at the deployed thresholds,
+// how long an update takes to go live, alert latency and throughput.
+//
+// It is a tool, not a stage: like `metaids up` it wires the stage packages
+// (ingest, scorer, adapter) together, and nothing imports it but cmd.
+//
+// # Data and model
+//
+// Rows and their ground truth come from package dataset (CICFlowMeter
+// Label, Stratosphere label/detailed-label of Zeek conn.log, LUFlow label).
+// The model is a file (Config.Model), or is trained with package train's
+// standard settings on Config.Train, or by default on the evaluated data
+// itself: the flows not of a new family, earliest TrainFraction of each
+// class, in which case only the rest (each class's latest flows and every
+// flow of the new families) is evaluated. No threshold, normalisation or
+// model choice is fitted on evaluated rows: thresholds are the model's own,
+// set by the trainer on its validation split.
+//
+// # Modes
+//
+// Live (the default) starts an embedded broker (stream.StartEmbedded) and
+// the real ingest, scorer and adapter stages in this process, replays the
+// evaluated rows in time order onto an input topic in their native format
+// (CSV lines, Zeek TSV lines; LUFlow, which no shipper writes, as Avro
+// schemas.Flow), reads every score back from the scores topic and every
+// alert from the alerts topic, and, once a new family's first K flows are
+// scored, sends K labels on the labels topic as an analyst would. The
+// adapter fits, gates and publishes a head update; the scorer swaps it in
+// while the replay goes on.
+//
+// Offline (Config.Offline) runs the same model code in this process without
+// Kafka: per-host LSTM state stepped with model.Step exactly as the scorer
+// steps it (dt_prev start to start, the warm-up before anomaly alerts, the
+// idle TTL in event time), the scorer's alert rule, and the adapter's fit
+// and gate on the K labelled flows' embeddings, swapped in from the next
+// flow on. Both modes feed one metrics computation, so their numbers agree
+// up to the flows a live update takes to reach the scorer.
+//
+// # Report
+//
+// Report is the JSON report: binary detection over every evaluated flow,
+// per-class support, recall and precision, each new family's recall before
+// the labels and after the update, the benign false-positive rate and known
+// families' recall of the starting and the final model on the same flows,
+// adaptation latency (K-th label sent to first score by the new model),
+// alert latency and throughput. WriteTable prints its summary and WritePlots
+// draws ROC, precision-recall and recall over time around each adaptation.
+//
+// The package holds no global state; randomness (training, the adapter's
+// fit) is seeded.
+package eval
