@@ -159,6 +159,7 @@ func decodeCases() []decodeCase {
 		{name: "suricata bad zone", format: FormatSuricata, rec: su(`"start":"2026-11-22T08:02:01.005000+0000"`, `"start":"2026-11-22T08:02:01.005000+2500"`), want: ReasonMalformed},
 		{name: "suricata bad dest_port", format: FormatSuricata, rec: su(`"dest_port":53`, `"dest_port":"dns"`), want: ReasonBadPort},
 		{name: "suricata negative bytes", format: FormatSuricata, rec: su(`"bytes_toclient":201`, `"bytes_toclient":-201`), want: ReasonBadCounter},
+		{name: "suricata service not utf-8", format: FormatSuricata, rec: su(`"dns"`, "\"dn\xffs\""), wantN: 1},
 		{name: "suricata bad nested json", format: FormatSuricata, rec: su(`"bytes_toclient":201`, `"bytes_toclient":201,`), want: ReasonMalformed},
 
 		// VPC
@@ -436,5 +437,18 @@ func TestOutcome(t *testing.T) {
 	}
 	if len(Reasons()) != 12 || len(SkipReasons()) != 4 {
 		t.Errorf("Reasons() = %v, SkipReasons() = %v", Reasons(), SkipReasons())
+	}
+}
+
+func TestInternService(t *testing.T) {
+	for in, want := range map[string]string{
+		"DNS": "dns", "ssl": "ssl", "Kerberos": "kerberos", "dns,http": "dns,http",
+		"-": "", "(empty)": "", "failed": "", "dn\xffs": "",
+		strings.Repeat("x", 40): strings.Repeat("x", 40), strings.Repeat("x", 65): "",
+		strings.Repeat("\xff", 40): "",
+	} {
+		if got := internService([]byte(in)); got != want {
+			t.Errorf("internService(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/metaids/metaids/schemas"
 )
@@ -112,7 +113,8 @@ func checkDecodeResult(t *testing.T, rec []byte, flows []schemas.Flow, err error
 	for i, fl := range flows {
 		want := src
 		want.Index = int32(i)
-		if fl.Source != want || !fl.SrcAddr.IsValid() || !fl.DstAddr.IsValid() || fl.SrcAddr.Zone() != "" {
+		if fl.Source != want || !fl.SrcAddr.IsValid() || !fl.DstAddr.IsValid() || fl.SrcAddr.Zone() != "" ||
+			!utf8.ValidString(fl.Service) || len(fl.Service) > maxService {
 			t.Fatalf("Decode(%q) flow %d = %+v", rec, i, fl)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"strconv"
 	"time"
+	"unicode/utf8"
 	"unsafe"
 )
 
@@ -388,11 +389,20 @@ func atoiN(b []byte) (int, bool) {
 	return n, true
 }
 
+// maxService bounds Flow.Service: service names are short protocol names,
+// and a longer value is a shipper bug or an attack on the feature builder.
+const maxService = 64
+
 // internService returns the service name lower-cased, as a constant string
-// for the common names so that decoding them does not allocate.
+// for the common names so that decoding them does not allocate. A name that
+// is too long or not UTF-8 is dropped: Service travels on as Arrow and Avro
+// strings, which must be valid UTF-8.
 func internService(b []byte) string {
 	var buf [32]byte
 	if len(b) > len(buf) {
+		if len(b) > maxService || !utf8.Valid(b) {
+			return ""
+		}
 		return string(bytes.ToLower(b))
 	}
 	lower := buf[:len(b)]
@@ -401,6 +411,9 @@ func internService(b []byte) string {
 			c += 'a' - 'A'
 		}
 		lower[i] = c
+	}
+	if !utf8.Valid(lower) {
+		return ""
 	}
 	switch string(lower) {
 	case "", "-", "(empty)", "failed", "unknown":
