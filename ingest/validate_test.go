@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -176,4 +177,33 @@ func TestFormatFor(t *testing.T) {
 			t.Errorf("FormatFor(%q) = %q, want %q", topic, got, want)
 		}
 	}
+}
+
+// TestConcurrentUse decodes and validates on several partitions at once, as
+// a stage with concurrent partition handlers would; run it with -race.
+func TestConcurrentUse(t *testing.T) {
+	decs := mustDecoders(t, DefaultDecoderConfig())
+	v := mustValidator(t, true)
+	lines := strings.Split(strings.TrimSpace(ztOK+"\n"+ztOK), "\n")
+	var wg sync.WaitGroup
+	for p := range int32(4) {
+		wg.Go(func() {
+			var flows []schemas.Flow
+			for i := range 200 {
+				src := schemas.Coord{Topic: "flows.zeek", Partition: p, Offset: int64(i)}
+				for _, format := range []string{FormatZeekTSV, FormatAuto} {
+					var err error
+					flows, err = decs[format].Decode(flows[:0], []byte(lines[i%len(lines)]), src)
+					if err == nil {
+						err = v.Check(flows)
+					}
+					if err != nil {
+						t.Errorf("partition %d offset %d: %v", p, i, err)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
