@@ -15,6 +15,9 @@ import (
 // record and leaves interpretation to the caller. It rejects anything that is
 // not JSON (RFC 8259 grammar, including the contents of nested values it
 // skips) so a truncated or corrupted record is dead-lettered, not half-read.
+// Like encoding/json it does not insist on valid UTF-8 inside strings; the
+// only free text ingest passes on, Service, is checked where it is made.
+// FuzzJSONScanner holds it to encoding/json's verdicts.
 type jsonScanner struct {
 	b []byte
 	i int
