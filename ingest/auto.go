@@ -58,6 +58,12 @@ func sniffBinaryOrJSON(rec []byte) string {
 	if len(t) == 0 || (t[0] != '{' && t[0] != '[') {
 		return ""
 	}
+	if name := sniffJSONKeys(t); name != "" {
+		return name
+	}
+	// The first object does not parse (or names no known key before it
+	// breaks): look for the keys anywhere, so a damaged record still reaches
+	// its format's decoder and is dead-lettered as malformed, not unknown.
 	has := func(keys ...string) bool {
 		for _, k := range keys {
 			if bytes.Contains(t, []byte(k)) {
@@ -80,6 +86,50 @@ func sniffBinaryOrJSON(rec []byte) string {
 	case has(`"src4_addr"`, `"src6_addr"`):
 		return FormatNfdump
 	case has(`"event_type"`):
+		return FormatSuricata
+	}
+	return ""
+}
+
+// sniffJSONKeys reads the keys of the record's first object until one
+// names a format: one pass, usually over a few keys only.
+func sniffJSONKeys(t []byte) string {
+	var s jsonScanner
+	s.reset(t)
+	if ok, err := s.nextObject(); !ok || err != nil || s.objBegin() != nil {
+		return ""
+	}
+	event := false
+	for {
+		key, _, done, err := s.member()
+		if err != nil {
+			return ""
+		}
+		if done {
+			break
+		}
+		switch string(key) {
+		case "id.orig_h", "id.resp_h":
+			return FormatZeekJSON
+		case "src_ip", "dest_ip":
+			return FormatSuricata
+		case "ip_src", "ip_dst":
+			return FormatPmacct
+		case "time_flow_start_ns", "src_addr", "dst_addr":
+			return FormatGoflow2
+		case "IPV4_SRC_ADDR", "IPV6_SRC_ADDR", "IPV4_DST_ADDR", "IPV6_DST_ADDR", "L4_SRC_PORT", "IN_BYTES":
+			return FormatNprobe
+		case "src4_addr", "src6_addr", "dst4_addr", "dst6_addr":
+			return FormatNfdump
+		case "event_type":
+			event = true
+		default:
+			if len(key) > 0 && allDigits(key) {
+				return FormatNprobe
+			}
+		}
+	}
+	if event {
 		return FormatSuricata
 	}
 	return ""
