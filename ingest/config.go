@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/metaids/metaids/features"
+	"github.com/metaids/metaids/schemas"
 	"github.com/metaids/metaids/stream"
 )
 
@@ -32,6 +33,11 @@ const (
 // "kafka" (flags -kafka.*), the stage's own under "ingest" (-ingest.*), the
 // features batcher's under "features" (-features.*) and the drain timeout
 // under "shutdown" (-shutdown.timeout).
+//
+// The stage flushes every features batch at the end of each consumed batch
+// of input, before it commits, so -features.batch.linger does not delay a
+// flow: -ingest.batch.max-records and -kafka.reader.max-wait bound the wait,
+// and -features.batch.max-rows the size of each features message.
 type Config struct {
 	stream.Config `yaml:"kafka"`
 	Ingest        Settings        `yaml:"ingest"`
@@ -117,6 +123,13 @@ func DefaultSettings() Settings {
 // Validate reports every invalid setting, each error naming its flag.
 func (c Config) Validate() error {
 	errs := []error{c.Config.Validate(), c.Ingest.Validate(), c.Features.Validate()}
+	// Reading its own output would loop every record forever.
+	topics := schemas.Topics{Prefix: c.TopicPrefix}
+	for _, t := range c.Ingest.InputTopics() {
+		if full := c.Topic(t); full == topics.Features() || full == topics.DLQ() {
+			errs = append(errs, fmt.Errorf("-ingest.inputs: %q is an output topic of ingest", t))
+		}
+	}
 	if c.Shutdown.Timeout <= 0 {
 		errs = append(errs, fmt.Errorf("-shutdown.timeout: must be positive, got %s", c.Shutdown.Timeout))
 	}

@@ -1,6 +1,10 @@
 package ingest
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"errors"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Outcomes of an input record, the values of the outcome label of
 // metaids_ingest_records_total. They are the first result of Outcome.
@@ -55,6 +59,14 @@ func newMetrics(reg prometheus.Registerer, sources []string) *metrics {
 			Buckets: prometheus.ExponentialBuckets(1, 4, 8), // 1 … 16384
 		}),
 	}
+	if reg != nil {
+		m.records = register(reg, m.records)
+		m.deadLetters = register(reg, m.deadLetters)
+		m.skips = register(reg, m.skips)
+		m.flows = register(reg, m.flows)
+		m.batches = register(reg, m.batches)
+		m.batchRows = register(reg, m.batchRows)
+	}
 	// Pre-create every series of the fixed label sets, so that a reason
 	// never seen still shows as zero and a rate() over it works from the
 	// start.
@@ -69,8 +81,22 @@ func newMetrics(reg prometheus.Registerer, sources []string) *metrics {
 	for _, r := range SkipReasons() {
 		m.skips.WithLabelValues(string(r))
 	}
-	if reg != nil {
-		reg.MustRegister(m.records, m.deadLetters, m.skips, m.flows, m.batches, m.batchRows)
-	}
 	return m
+}
+
+// register registers c, or returns the collector already registered under
+// its name, so that two stages on one Registerer (ingest replicas in one
+// test process) add to the same series instead of panicking.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	err := reg.Register(c)
+	if err == nil {
+		return c
+	}
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if existing, ok := are.ExistingCollector.(C); ok {
+			return existing
+		}
+	}
+	panic(err) // as MustRegister: a clash with a foreign collector is a programming error
 }

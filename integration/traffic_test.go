@@ -59,3 +59,18 @@ func TestRenderingsAreJSON(t *testing.T) {
 		}
 	}
 }
+
+func TestNProbeRenderingCarriesBothDirections(t *testing.T) {
+	for _, ev := range NewTraffic(Seed(2)).Events(100) {
+		var m map[string]any
+		if err := json.Unmarshal(AppendNProbeJSON(nil, &ev.Flow), &m); err != nil {
+			t.Fatalf("nprobe rendering is not JSON: %v", err)
+		}
+		if got := uint64(m["IN_BYTES"].(float64)); got != ev.Flow.BytesOut {
+			t.Fatalf("IN_BYTES = %d, want BytesOut %d", got, ev.Flow.BytesOut)
+		}
+		if got := uint64(m["OUT_PKTS"].(float64)); got != ev.Flow.PktsIn {
+			t.Fatalf("OUT_PKTS = %d, want PktsIn %d", got, ev.Flow.PktsIn)
+		}
+	}
+}

@@ -13,15 +13,15 @@ import (
 // adapterConfig is `metaids adapter`: -kafka.*, -adapter.*, -http.*, -log.*.
 type adapterConfig struct {
 	adapter.Config `yaml:",inline"`
-	common         `yaml:",inline"`
+	Common         `yaml:",inline"`
 }
 
 func runAdapter(ctx context.Context, args []string, stderr io.Writer) int {
-	cfg := adapterConfig{Config: adapter.DefaultConfig(), common: defaultCommon()}
+	cfg := adapterConfig{Config: adapter.DefaultConfig(), Common: defaultCommon()}
 	return stageCmd[adapterConfig]{
 		name:     "adapter",
 		cfg:      &cfg,
-		common:   func(c *adapterConfig) *common { return &c.common },
+		Common:   func(c *adapterConfig) *Common { return &c.Common },
 		validate: func(c *adapterConfig) error { return c.Config.Validate() },
 		build: func(c *adapterConfig, log *slog.Logger, reg prometheus.Registerer) (stage, error) {
 			return adapter.New(c.Config, log, reg)

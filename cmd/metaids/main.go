@@ -31,14 +31,14 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"broker":  {"run the embedded Kafka-protocol broker (kfake) standalone", runBroker},
-		"ingest":  {"decode shipper flow records into Arrow feature batches", notYet("ingest", 3)},
+		"ingest":  {"decode shipper flow records into Arrow feature batches", runIngest},
 		"scorer":  {"score feature batches with the per-host LSTM and publish alerts", notYet("scorer", 6)},
 		"adapter": {"fine-tune the classifier head from analyst labels", runAdapter},
-		"up":      {"embedded broker plus every stage in one process", notYet("up", 6)},
-		"demo":    {"embedded broker, all stages, synthetic attacks, alerts on screen", notYet("demo", 6)},
+		"up":      {"embedded broker plus every stage in one process", runUp},
+		"demo":    {"embedded broker, all stages, synthetic attacks, alerts on screen", runDemo},
 		"train":   {"pretrain and meta-train the model on labelled flow datasets", runTrain},
 		"eval":    {"replay a labelled dataset through the pipeline and report detection quality", runEval},
-		"replay":  {"produce flow-log files to an input topic, like a log shipper", notYet("replay", 3)},
+		"replay":  {"produce flow-log files to an input topic, like a log shipper", runReplay},
 		"label":   {"send analyst labels (by alert id, flow id, or a CSV/JSON file)", runLabel},
 	}
 }

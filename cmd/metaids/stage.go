@@ -18,24 +18,24 @@ type stage interface {
 	Ready() bool
 }
 
-// common is the part of every stage command's configuration that is not
+// Common is the part of every stage command's configuration that is not
 // the stage's own: the ops server and logging.
-type common struct {
+type Common struct {
 	HTTP OpsConfig `yaml:"http"`
 	Log  LogConfig `yaml:"log"`
 }
 
-func defaultCommon() common {
-	return common{HTTP: OpsConfig{HTTPAddr: "127.0.0.1:9464"}, Log: LogConfig{Format: "json", Level: "info"}}
+func defaultCommon() Common {
+	return Common{HTTP: OpsConfig{HTTPAddr: "127.0.0.1:9464"}, Log: LogConfig{Format: "json", Level: "info"}}
 }
 
 // stageCmd is one stage subcommand: its configuration (a struct that holds
-// the stage's Config inline plus common), how to validate it and how to
+// the stage's Config inline plus Common), how to validate it and how to
 // build the stage.
 type stageCmd[C any] struct {
 	name     string
 	cfg      *C
-	common   func(*C) *common
+	Common   func(*C) *Common
 	validate func(*C) error
 	build    func(*C, *slog.Logger, prometheus.Registerer) (stage, error)
 }
@@ -54,7 +54,7 @@ func (sc stageCmd[C]) run(ctx context.Context, args []string, stderr io.Writer) 
 		fmt.Fprintf(stderr, "metaids %s: %v\n", sc.name, err)
 		return exitUsage
 	}
-	cm := sc.common(sc.cfg)
+	cm := sc.Common(sc.cfg)
 	log, err := newLogger(stderr, cm.Log)
 	if err == nil {
 		err = sc.validate(sc.cfg)

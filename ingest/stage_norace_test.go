@@ -1,0 +1,6 @@
+//go:build !race
+
+package ingest
+
+// RaceEnabled: see stage_race_test.go.
+const RaceEnabled = false
