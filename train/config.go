@@ -20,6 +20,11 @@ type Config struct {
 	// loss, so the losses see states with some history, as the scorer's
 	// states have. Default 4.
 	BurnIn int `yaml:"burn-in" help:"leading flows of a mid-stream window that get no loss"`
+	// StateReplay is the probability that a window starting mid-stream
+	// starts from the saved final state of another window instead of zeros,
+	// so the model copes with whatever state a host's history left (see
+	// trainer.initStates). Default 0.5.
+	StateReplay float64 `yaml:"state-replay" help:"probability that a mid-stream window starts from another window's final state"`
 	// Batch is the number of windows per optimizer step. Default 64.
 	Batch int `yaml:"batch" help:"windows per optimizer step"`
 	// PretrainEpochs is the number of epochs of self-supervised next-flow
@@ -33,14 +38,14 @@ type Config struct {
 	// steps. Default 0.
 	StepsPerEpoch int `yaml:"steps-per-epoch" help:"optimizer steps per epoch; 0 sizes it from the data"`
 	// Patience is how many epochs without improvement on the validation
-	// split early stopping waits. Default 4.
+	// split early stopping waits. Default 6.
 	Patience int `yaml:"patience" help:"epochs without validation improvement before stopping"`
 	// Dropout is the dropout probability on the classifier's input.
-	// Default 0.1.
+	// Default 0.3.
 	Dropout float64 `yaml:"dropout" help:"dropout probability on the classifier input"`
 	// LR is AdamW's learning rate. Default 3e-3.
 	LR float64 `yaml:"lr" help:"AdamW learning rate"`
-	// WeightDecay is AdamW's decoupled weight decay. Default 1e-3.
+	// WeightDecay is AdamW's decoupled weight decay. Default 0.01.
 	WeightDecay float64 `yaml:"weight-decay" help:"AdamW weight decay"`
 	// ClipNorm clips the gradient's global norm. Default 5.
 	ClipNorm float64 `yaml:"clip-norm" help:"gradient norm clipping"`
@@ -68,7 +73,10 @@ type Config struct {
 	// its bias), pulling its guess towards the typical normal flow unless
 	// the host's history really tells more. Without it the predictor learns
 	// to echo a host's recent flows, which makes a flood of identical attack
-	// flows look perfectly normal after its first few. Default 0.
+	// flows look perfectly normal after its first few. Chosen on the
+	// validation split of the CIC-IDS2017 sample (mean validation anomaly
+	// ROC AUC over three seeds: 0.84 at 0, 0.86 at 0.01 and 0.1, 0.91 at 1).
+	// Default 1.
 	PredictL2 float64 `yaml:"predict-l2" help:"L2 penalty on the next-flow predictor's weights, towards predicting the typical normal flow"`
 	// NormAll fits the normalisation on every training flow instead of
 	// only the benign and unlabelled ones. Off by default: the anomaly
@@ -119,13 +127,13 @@ type Adv struct {
 // DefaultConfig returns the defaults documented on Config's fields.
 func DefaultConfig() Config {
 	return Config{
-		Seed: 1, Hidden: 64, Window: 16, BurnIn: 4, Batch: 64,
-		PretrainEpochs: 4, Epochs: 30, Patience: 4,
-		Dropout: 0.1, LR: 3e-3, WeightDecay: 1e-3, ClipNorm: 5,
+		Seed: 1, Hidden: 64, Window: 16, BurnIn: 4, StateReplay: 0.5, Batch: 64,
+		PretrainEpochs: 4, Epochs: 30, Patience: 6,
+		Dropout: 0.3, LR: 3e-3, WeightDecay: 0.01, ClipNorm: 5,
 		Weights:   Weights{Predict: 1, Classify: 1, Meta: 0.5, Adversarial: 0.5},
 		Meta:      Meta{Ways: 5, Shots: 5, Queries: 8},
 		Adv:       Adv{Epsilon: 0.3, Steps: 1, EvalSteps: 10},
-		TargetFPR: 0.01, Exemplars: 64,
+		TargetFPR: 0.01, Exemplars: 64, PredictL2: 1,
 	}
 }
 
@@ -140,6 +148,7 @@ func (c Config) Validate() error {
 	bad("hidden", c.Hidden >= 1 && c.Hidden <= 1024, "between 1 and 1024", c.Hidden)
 	bad("window", c.Window >= 2 && c.Window <= 256, "between 2 and 256", c.Window)
 	bad("burn-in", c.BurnIn >= 0 && c.BurnIn < c.Window, "at least 0 and below -train.window", c.BurnIn)
+	bad("state-replay", c.StateReplay >= 0 && c.StateReplay <= 1, "in [0, 1]", c.StateReplay)
 	bad("batch", c.Batch >= 1 && c.Batch <= 4096, "between 1 and 4096", c.Batch)
 	bad("pretrain-epochs", c.PretrainEpochs >= 0 && c.PretrainEpochs <= 1000, "between 0 and 1000", c.PretrainEpochs)
 	bad("epochs", c.Epochs >= 0 && c.Epochs <= 1000, "between 0 and 1000", c.Epochs)

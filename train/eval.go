@@ -341,10 +341,9 @@ type FewShot struct {
 	// ProtoRecall and ProtoFPR are for the head with the family's row set
 	// from the prototype of the K support embeddings (w = 2μ, b = −|μ|²)
 	// and no training; Recall and FPR after the adapter's head fine-tuning
-	// (model.DefaultFineTune) with the model's exemplars replayed. The new
-	// class's threshold is set by setNewThreshold. Recall is the share of
-	// the family's other flows whose alert names the family (p above the
-	// threshold, and the most probable alerting class);
+	// with the model's exemplars replayed. Recall
+	// is the share of the family's other flows whose alert names the family
+	// (p above newClassThreshold, and the most probable alerting class);
 	// RecallAny the share alerted on as any attack; FPR the share of benign
 	// test flows alerted on as anything.
 	ProtoRecall Metric `json:"proto_recall"`
@@ -354,35 +353,18 @@ type FewShot struct {
 	FPR         Metric `json:"fpr"`
 }
 
-// newClassThreshold is the least probability above which a class added
-// from a few labels alerts.
+// newClassThreshold is the probability above which a class added from a
+// few labels alerts in the evaluation; the adapter may choose otherwise.
 const newClassThreshold = 0.5
-
-// setNewThreshold sets class k's threshold to the smallest value, at least
-// newClassThreshold, above which no stored exemplar of another class would
-// alert as k: the exemplars are the only negatives an adapter has, and they
-// ship in the model, so an adapter can apply the same rule.
-func setNewThreshold(m *model.Model, k int) {
-	t := float32(newClassThreshold)
-	var emb []float32
-	for _, e := range m.Exemplars {
-		if int(e.Class) != k {
-			emb = append(emb, e.Embedding...)
-		}
-	}
-	C := m.NumClasses()
-	p := m.HeadProbs(nil, emb)
-	for i := 0; i < len(p); i += C {
-		t = max(t, p[i+k])
-	}
-	m.Thresholds[k] = min(t, 1)
-}
 
 // EvalFewShot adapts a copy of m to each held-out family from its first K
 // flows (in time order) for each K, with the encoder frozen as in the
 // adapter, and measures recall on the family's remaining flows and the
 // false-positive rate on the benign test flows.
-func EvalFewShot(m *model.Model, d *dataset.Dataset, sc *Scores, ks []int, seed uint64) []FewShot {
+//
+// ft configures the fine-tuning after the prototype initialisation (the
+// adapter's model.DefaultFineTune unless the caller says otherwise).
+func EvalFewShot(m *model.Model, d *dataset.Dataset, sc *Scores, ks []int, ft model.FineTuneConfig, seed uint64) []FewShot {
 	D, C := sc.D, sc.C
 	var benign []float32
 	fam := map[string][]float32{}
@@ -427,7 +409,6 @@ func EvalFewShot(m *model.Model, d *dataset.Dataset, sc *Scores, ks []int, seed 
 				}
 				return ratio(hit, n-k), ratio(anyHit, n-k), ratio(fp, nb)
 			}
-			setNewThreshold(mm, nk)
 			fs.ProtoRecall, _, fs.ProtoFPR = measure()
 			// The adapter's path: the support flows plus replayed exemplars.
 			var xs []float32
@@ -441,8 +422,7 @@ func EvalFewShot(m *model.Model, d *dataset.Dataset, sc *Scores, ks []int, seed 
 				ys = append(ys, int(e.Class))
 			}
 			rng := rand.New(rand.NewPCG(seed, uint64(k)))
-			if _, err := mm.FineTuneHead(xs, ys, model.DefaultFineTune(), rng); err == nil {
-				setNewThreshold(mm, nk)
+			if _, err := mm.FineTuneHead(xs, ys, ft, rng); err == nil {
 				fs.Recall, fs.RecallAny, fs.FPR = measure()
 			}
 			res = append(res, fs)

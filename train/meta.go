@@ -1,6 +1,9 @@
 package train
 
 import (
+	"math"
+	"slices"
+
 	"github.com/metaids/metaids/model"
 )
 
@@ -94,7 +97,131 @@ func (tr *trainer) metaLoss(weight float32) float64 {
 			de[j] += weight * g
 		}
 	}
-	return loss
+	return loss + tr.addClassLoss(weight)
+}
+
+// addClassLoss rehearses, on the episode, exactly what the adapter does
+// with a new family: one of the episode's families plays the new class, its
+// trained head row replaced by a row made from the prototype of its support
+// embeddings as model.AddClass makes it (w = 2μ, b = −|μ|²), and the
+// episode's queries of every class, benign included, are classified by
+// the whole head with that row. Its cross-entropy trains the encoder (and
+// the trained rows) so that a prototype row added later both catches its
+// family and stays quiet on benign traffic and on the known families: the
+// prototypical loss alone shapes distances among prototypes, but not how a
+// prototype row's logits compare with the trained rows'. It adds
+// weight × its gradient to the tape's DEmb slots and to the head's
+// gradients, and returns the loss.
+func (tr *trainer) addClassLoss(weight float32) float64 {
+	ep := &tr.episode
+	d, C := tr.m.EmbeddingDim(), tr.nCls
+	var fams []int
+	for i, c := range ep.labels {
+		if c > 0 && ep.support[i] && !slices.Contains(fams, c) {
+			fams = append(fams, c)
+		}
+	}
+	if len(fams) == 0 {
+		return 0
+	}
+	nc := fams[tr.rng.IntN(len(fams))]
+	mu := make([]float64, d)
+	k := 0
+	for i, c := range ep.labels {
+		if c == nc && ep.support[i] {
+			for j, v := range ep.emb[i*d : (i+1)*d] {
+				mu[j] += float64(v)
+			}
+			k++
+		}
+	}
+	var mu2 float64
+	for j := range mu {
+		mu[j] /= float64(k)
+		mu2 += mu[j] * mu[j]
+	}
+	nq := 0
+	for _, s := range ep.support {
+		if !s {
+			nq++
+		}
+	}
+	W, b := tr.m.P.ClsW, tr.m.P.ClsB
+	gW, gB := tr.g.ClsW, tr.g.ClsB
+	logits, lp := make([]float64, C), make([]float64, C)
+	dmu := make([]float64, d)
+	var loss float64
+	for i, y := range ep.labels {
+		if ep.support[i] {
+			continue
+		}
+		z := ep.emb[i*d : (i+1)*d]
+		for c := range C {
+			var s float64
+			if c == nc {
+				for j, v := range z {
+					s += 2 * mu[j] * float64(v)
+				}
+				s -= mu2
+			} else {
+				s = float64(b[c])
+				for j, v := range z {
+					s += float64(W[c*d+j]) * float64(v)
+				}
+			}
+			logits[c] = s
+		}
+		logSoftmaxF64(lp, logits)
+		loss -= lp[y]
+		de := tr.tape.DEmb(ep.slot[i], ep.pos[i])
+		for c := range C {
+			g := math.Exp(lp[c])
+			if c == y {
+				g--
+			}
+			g *= float64(weight) / float64(nq)
+			if g == 0 {
+				continue
+			}
+			if c == nc {
+				for j, v := range z {
+					de[j] += float32(g * 2 * mu[j])
+					dmu[j] += g * 2 * (float64(v) - mu[j])
+				}
+				continue
+			}
+			gB[c] += float32(g)
+			for j, v := range z {
+				de[j] += float32(g) * W[c*d+j]
+				gW[c*d+j] += float32(g) * v
+			}
+		}
+	}
+	for i, c := range ep.labels {
+		if c == nc && ep.support[i] {
+			de := tr.tape.DEmb(ep.slot[i], ep.pos[i])
+			for j := range de {
+				de[j] += float32(dmu[j] / float64(k))
+			}
+		}
+	}
+	return loss / float64(nq)
+}
+
+// logSoftmaxF64 writes log softmax(x) into dst.
+func logSoftmaxF64(dst, x []float64) {
+	mx := x[0]
+	for _, v := range x[1:] {
+		mx = max(mx, v)
+	}
+	var sum float64
+	for _, v := range x {
+		sum += math.Exp(v - mx)
+	}
+	lse := mx + math.Log(sum)
+	for j, v := range x {
+		dst[j] = v - lse
+	}
 }
 
 func grow(s []float32, n int) []float32 {

@@ -21,11 +21,15 @@ type Options struct {
 	Ablations bool
 	// RobustFlows bounds the attack flows of the robustness evaluation.
 	RobustFlows int
+	// FineTune is the head fine-tuning of the few-shot evaluation after the
+	// prototype initialisation; the adapter's default unless set.
+	FineTune model.FineTuneConfig
 }
 
-// DefaultOptions returns K = 1, 5, 10, 20, no ablations and 1000 flows.
+// DefaultOptions returns K = 1, 5, 10, 20, no ablations, 1000 flows and
+// the adapter's default fine-tuning.
 func DefaultOptions() Options {
-	return Options{FewShotK: []int{1, 5, 10, 20}, RobustFlows: 1000}
+	return Options{FewShotK: []int{1, 5, 10, 20}, RobustFlows: 1000, FineTune: model.DefaultFineTune()}
 }
 
 // Report is the JSON report of a training run. Every number comes from the
@@ -124,7 +128,7 @@ func Run(ctx context.Context, d *dataset.Dataset, cfg Config, opt Options, progr
 			AnomalyThreshold: m.AnomalyThreshold, Exemplars: len(m.Exemplars), Disabled: res.Disabled},
 		Training:   Training{Seconds: res.Duration.Seconds(), BestEpoch: res.BestEpoch, History: res.History},
 		Test:       Evaluate(m, d, sc),
-		FewShot:    EvalFewShot(m, d, sc, opt.FewShotK, cfg.Seed),
+		FewShot:    EvalFewShot(m, d, sc, opt.FewShotK, opt.FineTune, cfg.Seed),
 		Robustness: EvalRobustness(m, d, sc, cfg, opt.RobustFlows),
 	}
 	rep.Notes = notes(d, res)
@@ -147,7 +151,7 @@ func ablation(name string, m *model.Model, d *dataset.Dataset, cfg Config, opt O
 	sc := Score(m, d)
 	ev := Evaluate(m, d, sc)
 	return Ablation{Name: name, Seconds: took.Seconds(), Classifier: ev.Classifier, AnomalyAUC: ev.AnomalyROC.AUC,
-		FewShot: EvalFewShot(m, d, sc, opt.FewShotK, cfg.Seed), Robustness: EvalRobustness(m, d, sc, cfg, opt.RobustFlows)}
+		FewShot: EvalFewShot(m, d, sc, opt.FewShotK, opt.FineTune, cfg.Seed), Robustness: EvalRobustness(m, d, sc, cfg, opt.RobustFlows)}
 }
 
 // notes explains the choices a reader of the numbers needs to know.

@@ -80,6 +80,7 @@ type adversary struct {
 	lo, hi []float32
 	std    []float32
 	noG    *model.Params // all nil: input gradients only
+	h0, c0 []float32     // per-window initial states; nil for zeros
 }
 
 // trainer holds the state of one run.
@@ -100,6 +101,12 @@ type trainer struct {
 	labels []int
 	pmask  []bool // next-flow prediction targets
 	off    []int  // features switched off
+
+	// State replay: windows that start mid-stream may start from the final
+	// state of an earlier window (of any host) instead of zeros.
+	fresh  []bool      // per slot: the window starts its stream
+	pool   [][]float32 // saved [h, c] states
+	poolAt int
 
 	episode episode
 	prog    func(Progress)
@@ -266,6 +273,9 @@ func newTrainer(d *dataset.Dataset, cfg Config, progress func(Progress)) (*train
 	tr.labels = make([]int, n)
 	tr.pmask = make([]bool, n)
 	tr.attack = make([]bool, n)
+	tr.fresh = make([]bool, maxS)
+	tr.h0 = make([]float32, maxS*cfg.Hidden)
+	tr.c0 = make([]float32, maxS*cfg.Hidden)
 	return tr, nil
 }
 
@@ -363,6 +373,7 @@ func (tr *trainer) fill(slot int, r ref) int {
 	T, F, B := tr.t, tr.f, tr.cfg.BurnIn
 	start := max(0, int(r.p)-(T-1))
 	n := min(T, st.Len()-start)
+	tr.fresh[slot] = start == 0
 	x := tr.x[slot*T*F : (slot+1)*T*F]
 	copy(x, st.X[start*F:(start+n)*F])
 	for t := n; t < T; t++ {
@@ -446,9 +457,12 @@ func (tr *trainer) trainStep(w Weights) (loss [4]float64) {
 	if w.Meta > 0 {
 		seqs += tr.sampleEpisode(S)
 	}
-	T, F := tr.t, tr.f
+	T, F, H := tr.t, tr.f, tr.cfg.Hidden
+	tr.initStates(seqs)
 	tr.g.Zero()
-	tr.tape.Forward(tr.m, tr.x[:seqs*T*F], seqs, model.ForwardOptions{Dropout: float32(tr.cfg.Dropout), Rng: tr.rng})
+	tr.tape.Forward(tr.m, tr.x[:seqs*T*F], seqs, model.ForwardOptions{
+		H0: tr.h0[:seqs*H], C0: tr.c0[:seqs*H], Dropout: float32(tr.cfg.Dropout), Rng: tr.rng})
+	tr.saveStates(S)
 	if w.Predict > 0 {
 		loss[0] = tr.predictLoss(seqs, float32(w.Predict))
 	}
@@ -462,7 +476,8 @@ func (tr *trainer) trainStep(w Weights) (loss [4]float64) {
 	if w.Adversarial > 0 && tr.cfg.Adv.Epsilon > 0 && slices.Contains(tr.attack[:S*T], true) {
 		eps := float32(tr.cfg.Adv.Epsilon)
 		tr.perturb(S, eps, tr.cfg.Adv.Steps)
-		tr.tape.Forward(tr.m, tr.xadv, S, model.ForwardOptions{Dropout: float32(tr.cfg.Dropout), Rng: tr.rng})
+		tr.tape.Forward(tr.m, tr.xadv, S, model.ForwardOptions{
+			H0: tr.h0[:S*H], C0: tr.c0[:S*H], Dropout: float32(tr.cfg.Dropout), Rng: tr.rng})
 		loss[3], _, _ = tr.tape.ClassLoss(tr.labels[:S*T], float32(w.Adversarial))
 		tr.tape.Backward(tr.g, nil)
 	}
@@ -477,6 +492,63 @@ func (tr *trainer) trainStep(w Weights) (loss [4]float64) {
 	tr.opt.Step(tr.m, tr.g)
 	tr.zeroOff()
 	return loss
+}
+
+// statePool bounds the saved states replayed as initial states.
+const statePool = 1024
+
+// initStates sets each window's initial state: zeros for a window that
+// starts its host's stream (the scorer's state for a new host), and for one
+// that starts mid-stream, with probability StateReplay, the final state of
+// an earlier window of any host, else zeros. The scorer keeps a host's
+// state for as long as the host is active, so a family nobody trained on
+// (or a long benign stretch) can leave it anywhere; trained only from zero
+// states, a model was seen to call every later attack of that host benign.
+// Starting from states it did not make, the model learns to judge a flow by
+// the host's recent flows (the burn-in) whatever came before.
+func (tr *trainer) initStates(seqs int) {
+	H := tr.cfg.Hidden
+	for s := range seqs {
+		h, c := tr.h0[s*H:(s+1)*H], tr.c0[s*H:(s+1)*H]
+		if !tr.fresh[s] && len(tr.pool) > 0 && tr.rng.Float64() < tr.cfg.StateReplay {
+			st := tr.pool[tr.rng.IntN(len(tr.pool))]
+			copy(h, st[:H])
+			copy(c, st[H:])
+			continue
+		}
+		clear(h)
+		clear(c)
+	}
+}
+
+// saveStates keeps the final states of a few of the first S windows.
+func (tr *trainer) saveStates(S int) {
+	if tr.cfg.StateReplay == 0 {
+		return
+	}
+	H := tr.cfg.Hidden
+	for range min(8, S) {
+		h, c := tr.tape.Final(tr.rng.IntN(S))
+		st := make([]float32, 2*H)
+		copy(st, h)
+		copy(st[H:], c)
+		if len(tr.pool) < statePool {
+			tr.pool = append(tr.pool, st)
+		} else {
+			tr.pool[tr.poolAt] = st
+			tr.poolAt = (tr.poolAt + 1) % statePool
+		}
+	}
+}
+
+// startStates returns forward options with the first S windows' initial
+// states, for the adversary's passes over the same windows.
+func (tr *adversary) startStates(S int) model.ForwardOptions {
+	if tr.h0 == nil {
+		return model.ForwardOptions{}
+	}
+	H := tr.m.Hidden()
+	return model.ForwardOptions{H0: tr.h0[:S*H], C0: tr.c0[:S*H]}
 }
 
 // predictLoss is the next-flow loss over the prediction targets (pmask),
@@ -545,7 +617,7 @@ func (tr *adversary) pgd(S int, eps float32, steps int, labels []int, sign float
 		alpha = 2.5 * eps / float32(steps)
 	}
 	for range steps {
-		tr.tape.Forward(tr.m, xa, S, model.ForwardOptions{})
+		tr.tape.Forward(tr.m, xa, S, tr.startStates(S))
 		tr.tape.ClassLoss(labels, 1)
 		tr.tape.Backward(tr.noG, tr.dx[:n])
 		for o := range S * T {
@@ -588,7 +660,10 @@ func (tr *trainer) validate() (pred, ce float64) {
 			pn++
 		}
 		if c >= 0 {
-			sum[c] -= math.Log(max(float64(o.probs[c]), 1e-7))
+			// Capped at ln 100 per flow: a handful of validation flows of
+			// a tiny family (two Heartbleed flows) would otherwise swing
+			// the class-balanced mean, and early stopping with it.
+			sum[c] -= math.Log(max(float64(o.probs[c]), 0.01))
 			cnt[c]++
 		}
 	})
