@@ -80,8 +80,16 @@ type LiveConfig struct {
 	// were sent (it fits them partition by partition) and offline mode,
 	// which fits them in that order, can fit exactly the same. Default 1.
 	Partitions int `yaml:"partitions" help:"partitions of the pipeline topics (offline mode mirrors it)"`
+	// Sync pauses the replay after each new family's K-th flow until the
+	// update those labels teach serves (or the gate rejects it), so the
+	// update scores every flow after the K-th, as offline, whatever the
+	// replay rate; the time that takes is the adaptation latency. Without
+	// it the replay runs on and the flows in between are scored by the old
+	// model, as many as the rate puts into that time. Default true.
+	Sync bool `yaml:"sync" help:"pause the replay after a new family's K-th flow until its update serves or is rejected"`
 	// Timeout bounds each wait on the pipeline: for the stages to become
-	// ready, and for the last scores after the replay. Default 2m.
+	// ready, for an update while paused, and for the last scores after
+	// the replay. Default 2m.
 	Timeout time.Duration `yaml:"timeout" help:"longest wait for the stages to start or for outstanding scores"`
 }
 
@@ -120,7 +128,7 @@ func DefaultConfig() Config {
 		Format: FormatAuto,
 		Shots:  10,
 		Seed:   1,
-		Live:   LiveConfig{Rate: 1000, Partitions: 1, Timeout: 2 * time.Minute},
+		Live:   LiveConfig{Rate: 1000, Partitions: 1, Sync: true, Timeout: 2 * time.Minute},
 		Scorer: ScorerConfig{AnomalyWarmup: sc.Alerts.AnomalyWarmup, TTL: sc.State.TTL},
 		Adapter: AdaptConfig{
 			ExemplarsPerClass: ad.ExemplarsPerClass,

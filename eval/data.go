@@ -39,6 +39,9 @@ type evalSet struct {
 	verdicts map[string]string
 	stats    dataset.Stats
 	files    []string
+	// dropped counts evaluated rows ingest's validator would dead-letter,
+	// by reason; they are evaluated in neither mode.
+	dropped map[string]int
 }
 
 // truth returns the ground truth of evaluated row j: dataset.Benign, a
@@ -138,6 +141,9 @@ func prepare(ctx context.Context, cfg Config, log *slog.Logger) (*model.Model, *
 	// Versions start at 1, so the first update is 2 and "version 0" can
 	// only mean "not scored".
 	m.Version = max(m.Version, 1)
+	if es.dropped, err = admit(es); err != nil {
+		return nil, nil, nil, err
+	}
 	if len(es.rows) == 0 {
 		return nil, nil, nil, fmt.Errorf("-data: %w: no row left to evaluate", dataset.ErrNoData)
 	}

@@ -2,21 +2,17 @@ package eval
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"maps"
 	"slices"
 	"strings"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Run evaluates cfg: it loads the data, loads or trains the model, replays
-// the evaluated rows live or offline, and returns the report. reg receives
-// the live stages' metrics; nil keeps them unregistered.
-func Run(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Report, error) {
+// the evaluated rows live or offline, and returns the report.
+func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("eval config: %w", err)
 	}
@@ -32,7 +28,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	if cfg.Offline {
 		o, err = runOffline(ctx, cfg, m, es, log)
 	} else {
-		o, err = runLive(ctx, cfg, m, es, log, reg)
+		o, err = runLive(ctx, cfg, m, es, log)
 	}
 	if err != nil {
 		return nil, err
@@ -94,6 +90,3 @@ func trunc(s string, n int) string {
 	}
 	return s[:n-1] + "~"
 }
-
-// errNoLive is returned for live mode in a build without the ingest stage.
-var errNoLive = errors.New("live mode needs the ingest stage (issue 3), not committed yet: use -offline")

@@ -3,11 +3,13 @@ package eval
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -128,4 +130,45 @@ func sharedDir(t testing.TB, name string) string {
 		t.Skipf("needs ../shared/datasets/%s beside the repository: %v", name, err)
 	}
 	return p
+}
+
+// The model most tests evaluate is trained once per test binary: training
+// is what takes the time, and it is not what those tests check.
+var (
+	modelOnce sync.Once
+	modelDir  string
+	modelFile string
+	modelData string
+	modelErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if modelDir != "" {
+		os.RemoveAll(modelDir)
+	}
+	os.Exit(code)
+}
+
+// testModel returns a model file trained on a synthetic log with
+// dns_tunnel held out, and that log.
+func testModel(t testing.TB) (model, data string) {
+	t.Helper()
+	modelOnce.Do(func() {
+		if modelDir, modelErr = os.MkdirTemp("", "metaids-eval-test-"); modelErr != nil {
+			return
+		}
+		modelData = syntheticLog(t, modelDir, 5, 12, 20*time.Minute)
+		m, _, _, err := prepare(context.Background(), testConfig(modelData), slog.New(slog.DiscardHandler))
+		if err != nil {
+			modelErr = err
+			return
+		}
+		modelFile = filepath.Join(modelDir, "model.bin")
+		modelErr = m.Save(modelFile)
+	})
+	if modelErr != nil {
+		t.Fatalf("training the test model: %v", modelErr)
+	}
+	return modelFile, modelData
 }

@@ -31,8 +31,10 @@ type Adaptation struct {
 	LiveAt int `json:"live_at_flow"`
 	// LatencyMs is from the K-th label's acknowledgement to the first
 	// score by the new version (live), or the time the fit and gate took
-	// (offline, where the update serves from the next flow on).
-	LatencyMs float64 `json:"latency_ms"`
+	// (offline, where the update serves from the next flow on). ServingMs
+	// is, live, to the scorer serving it, whether or not a flow came.
+	LatencyMs Metric `json:"latency_ms"`
+	ServingMs Metric `json:"serving_ms"`
 	// Gate holds the gate's numbers, as in ModelUpdate.Gate.
 	Gate map[string]float64 `json:"gate,omitempty"`
 }
@@ -174,7 +176,8 @@ func runOffline(ctx context.Context, cfg Config, m *model.Model, es *evalSet, lo
 		rng := rand.New(rand.NewPCG(uint64(version), uint64(len(samples))))
 		tf := time.Now()
 		cand, rep, err := fitHead(cur, samples, params, rng)
-		ad := &Adaptation{Families: fams, Labels: len(samples), LabelledAt: j - 1, LiveAt: -1, LatencyMs: ms(time.Since(tf))}
+		fit := Metric(ms(time.Since(tf)))
+		ad := &Adaptation{Families: fams, Labels: len(samples), LabelledAt: j - 1, LiveAt: -1, LatencyMs: fit, ServingMs: fit}
 		o.adaptations = append(o.adaptations, ad)
 		switch {
 		case err != nil:
@@ -193,7 +196,7 @@ func runOffline(ctx context.Context, cfg Config, m *model.Model, es *evalSet, lo
 			}
 		}
 		log.Info("adaptation", "families", fmt.Sprint(fams), "labels", len(samples), "accepted", ad.Accepted,
-			"reason", ad.Reason, "model_version", cur.Version, "fit_ms", ad.LatencyMs)
+			"reason", ad.Reason, "model_version", cur.Version, "fit_ms", float64(ad.LatencyMs))
 	}
 	o.elapsed = time.Since(t0)
 	return o, nil

@@ -357,7 +357,7 @@ func (o *outcome) report(cfg Config) *Report {
 	var adLat []float64
 	for _, ad := range o.adaptations {
 		if ad.Accepted && ad.LiveAt >= 0 {
-			adLat = append(adLat, ad.LatencyMs)
+			adLat = append(adLat, float64(ad.LatencyMs))
 		}
 	}
 	rep.AdaptationLatencyMs = quantiles(adLat)
@@ -372,6 +372,9 @@ func (o *outcome) report(cfg Config) *Report {
 		ClassesEnd: final.Classes(), Thresholds: o.start.Thresholds, AnomalyThreshold: o.start.AnomalyThreshold}
 	for f, n := range plan.short {
 		rep.Notes = append(rep.Notes, "new family "+f+" has only "+strconv.Itoa(n)+" flows, fewer than -shots: no labels were sent for it")
+	}
+	for reason, n := range es.dropped {
+		rep.Notes = append(rep.Notes, strconv.Itoa(n)+" rows left out: ingest's validator would dead-letter them ("+reason+")")
 	}
 	for key := range support {
 		if key != dataset.Benign && key != unlabelledKey && !known[key] && !isNew[key] {

@@ -92,7 +92,7 @@ func runEvalTo(ctx context.Context, args []string, stdout, stderr io.Writer) int
 
 func evalMain(ctx context.Context, cfg evalConfig, stdout io.Writer, log *slog.Logger) error {
 	t0 := time.Now()
-	rep, err := eval.Run(ctx, cfg.Eval, log, newRegistry())
+	rep, err := eval.Run(ctx, cfg.Eval, log)
 	if err != nil {
 		return err
 	}
