@@ -84,6 +84,13 @@ func (b *binder) walk(v reflect.Value, prefix string) {
 			continue
 		}
 		s := setting{name: name, env: envName(name), v: fv, raw: new(string)}
+		if f.Type.Name() == "Secret" {
+			// Secrets come from the environment or the YAML file (or a
+			// *-file setting), never from a flag: a flag shows in ps and in
+			// shell history.
+			b.settings = append(b.settings, s)
+			continue
+		}
 		help := f.Tag.Get("help")
 		if help == "" {
 			help = "see the configuration reference in README.md"
