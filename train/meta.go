@@ -42,7 +42,14 @@ func (tr *trainer) sampleEpisode(first int) int {
 	slot := first
 	for _, c := range ways {
 		refs := tr.byCls[c]
-		q := min(tr.cfg.Meta.Queries, len(refs)-k)
+		q := tr.cfg.Meta.Queries
+		if c == 0 {
+			// Benign gets three times the queries: the add-class rehearsal
+			// needs them to teach a prototype row to stay quiet on normal
+			// traffic, whose variety a few flows do not cover.
+			q *= 3
+		}
+		q = min(q, len(refs)-k)
 		// Distinct flows: a partial Fisher–Yates over indices.
 		idx := tr.pick(len(refs), k+q)
 		for i, r := range idx {

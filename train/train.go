@@ -259,7 +259,7 @@ func newTrainer(d *dataset.Dataset, cfg Config, progress func(Progress)) (*train
 			tr.advIdx = append(tr.advIdx, j)
 		}
 	}
-	maxS := cfg.Batch + cfg.Meta.Ways*(cfg.Meta.Shots+cfg.Meta.Queries)
+	maxS := cfg.Batch + cfg.Meta.Ways*(cfg.Meta.Shots+cfg.Meta.Queries) + 2*cfg.Meta.Queries
 	tr.tape = model.NewTape(m, maxS, cfg.Window)
 	tr.g = m.NewGrads()
 	tr.noG = &model.Params{}
