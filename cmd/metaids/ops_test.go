@@ -615,3 +615,97 @@ func TestTLSSASLIngest(t *testing.T) {
 		})
 	}
 }
+
+// TestOpsUpMetrics runs `metaids up` (every stage in one process) with a
+// tiny trained model, feeds it flows, and checks the scorer's and the
+// adapter's series the issue lists (model version, host-state size, step
+// latency, batch sizes, model updates), the stages' in/out counts, and
+// promtool's lint rules over the whole exposition.
+func TestOpsUpMetrics(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e: trains a tiny model and runs every stage")
+	}
+	dir := t.TempDir()
+	modelFile := filepath.Join(dir, "tiny.model")
+	var tout bytes.Buffer
+	if code := run(t.Context(), []string{"train", "--synthetic", "--out", modelFile, "--plots", "none", "--report", "none",
+		"-synthetic-data.hosts=4", "-synthetic-data.duration=3m", "-train.hidden=8", "-train.epochs=1",
+		"-train.pretrain-epochs=1", "-train.steps-per-epoch=3", "-progress=off"}, &tout); code != exitOK {
+		t.Fatalf("train = %d; output:\n%s", code, tout.String())
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	out, stop := startCmd(t, append([]string{"up", "-http.addr", addr, "-model.file", modelFile,
+		"-model.signing-key", filepath.Join(dir, "signing.pem"), "-broker.partitions", "2"}, fastArgs...)...)
+	waitReady(t, addr, out)
+	brokers := regexp.MustCompile(`brokers (127\.0\.0\.1:\d+)`).FindStringSubmatch(out.String())
+	if brokers == nil {
+		t.Fatalf("up did not print its brokers; output:\n%s", out.String())
+	}
+	cfg := stream.DefaultConfig()
+	cfg.Brokers = []string{brokers[1]}
+	good := nonEmptyLines(fixture(t, "goflow2/flows.jsonl"))
+	produceRaw(t, cfg, "flows.goflow2", good...)
+
+	var text string
+	var mfs map[string]*dto.MetricFamily
+	eventually(t, 30*time.Second, func() error {
+		var err error
+		if text, err = scrape(addr); err != nil {
+			return err
+		}
+		mfs = parseMetrics(t, text)
+		flows := metricSum(mfs["metaids_ingest_flows_total"], nil)
+		scored := metricSum(mfs["metaids_scorer_flows_total"], nil)
+		if flows != float64(len(good)) || scored != flows {
+			return fmt.Errorf("ingest produced %v flows, scorer scored %v, want %d each", flows, scored, len(good))
+		}
+		return nil
+	})
+	for _, want := range []struct {
+		name string
+		typ  dto.MetricType
+	}{
+		{"metaids_scorer_records_total", dto.MetricType_COUNTER},
+		{"metaids_scorer_flows_total", dto.MetricType_COUNTER},
+		{"metaids_scorer_output_records_total", dto.MetricType_COUNTER},
+		{"metaids_scorer_batch_flows", dto.MetricType_HISTOGRAM},
+		{"metaids_scorer_step_seconds", dto.MetricType_HISTOGRAM},
+		{"metaids_scorer_model_version", dto.MetricType_GAUGE},
+		{"metaids_scorer_model_updates_total", dto.MetricType_COUNTER},
+		{"metaids_scorer_hosts", dto.MetricType_GAUGE},
+		{"metaids_scorer_state_bytes", dto.MetricType_GAUGE},
+		{"metaids_adapter_model_version", dto.MetricType_GAUGE},
+		{"metaids_adapter_model_updates_total", dto.MetricType_COUNTER},
+		{"metaids_adapter_fit_seconds", dto.MetricType_HISTOGRAM},
+		{"metaids_stream_consumer_lag", dto.MetricType_GAUGE},
+		{"metaids_stream_handler_seconds", dto.MetricType_HISTOGRAM},
+	} {
+		mf := mfs[want.name]
+		if mf == nil {
+			t.Errorf("/metrics has no %s", want.name)
+			continue
+		}
+		if mf.GetType() != want.typ {
+			t.Errorf("%s is a %v, want a %v", want.name, mf.GetType(), want.typ)
+		}
+	}
+	if v := metricSum(mfs["metaids_scorer_model_version"], nil); v < 1 {
+		t.Errorf("metaids_scorer_model_version = %v, want the published model's version", v)
+	}
+	if v := metricSum(mfs["metaids_adapter_model_version"], nil); v != metricSum(mfs["metaids_scorer_model_version"], nil) {
+		t.Errorf("adapter model version %v, scorer's %v: want the same model", v, metricSum(mfs["metaids_scorer_model_version"], nil))
+	}
+	if h := metricSum(mfs["metaids_scorer_hosts"], nil); h < 1 || metricSum(mfs["metaids_scorer_state_bytes"], nil) <= 0 {
+		t.Errorf("scorer holds %v hosts in %v bytes, want the fixture's hosts", h, metricSum(mfs["metaids_scorer_state_bytes"], nil))
+	}
+	// Each scored features message is one record in and at least a
+	// scores record out.
+	in := metricSum(mfs["metaids_scorer_records_total"], nil)
+	if out := metricSum(mfs["metaids_scorer_output_records_total"], map[string]string{"output": "scores"}); in < 1 || out < in {
+		t.Errorf("scorer records in %v, scores out %v", in, out)
+	}
+	lintMetrics(t, text)
+	if code := stop(); code != exitOK {
+		t.Errorf("up exited %d on cancellation, want 0", code)
+	}
+}
