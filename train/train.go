@@ -115,8 +115,10 @@ type trainer struct {
 }
 
 // Train trains a model on d's Train split, early-stopping on its Val split,
-// and sets the thresholds on Val (see Thresholds). The test split is never
-// read. progress, if not nil, is called after every optimizer step.
+// and sets the class and anomaly thresholds and the exemplars from the
+// deployed path's outputs on Val and Train. The Test split and held-out
+// families are never read. progress, if not nil, is called after every
+// optimizer step and after every epoch's validation.
 func Train(ctx context.Context, d *dataset.Dataset, cfg Config, progress func(Progress)) (*Result, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("train config: %w", err)
