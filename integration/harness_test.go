@@ -3,6 +3,7 @@ package integration_test
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/metrics"
 	"slices"
 	"strconv"
 	"strings"
@@ -68,6 +70,12 @@ type harnessOptions struct {
 	persist bool
 	// ingestBatch is -ingest.batch.max-records; 0 keeps the test default.
 	ingestBatch int
+	// allGood makes every input record one flow that must be scored,
+	// without remembering each record's value: for floods.
+	allGood bool
+	// hidden is the served model's hidden size; 0 means 16, which keeps
+	// the accounting tests fast.
+	hidden int
 }
 
 type harness struct {
@@ -100,6 +108,7 @@ type harness struct {
 	tailErrors []error
 
 	ingestBatch int
+	allGood     bool // see harnessOptions.allGood
 }
 
 // expectation is what the test expects of an input record: how many flows
@@ -165,7 +174,7 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 		t.Fatal(err)
 	}
 	h.keyPath, h.pubPath = filepath.Join(dir, "signing-key.pem"), pubPath
-	if _, err := pipeline.PublishModel(h.ctx, kc, harnessModelV1(t), priv); err != nil {
+	if _, err := pipeline.PublishModel(h.ctx, kc, harnessModelV1(t, cmp.Or(opts.hidden, 16)), priv); err != nil {
 		t.Fatal(err)
 	}
 	if h.codecs, err = schemas.NewCodecs(nil); err != nil {
@@ -178,6 +187,7 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 	if opts.ingestBatch > 0 {
 		h.ingestBatch = opts.ingestBatch
 	}
+	h.allGood = opts.allGood
 	h.follow()
 	return h
 }
@@ -185,12 +195,12 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 // harnessModelV1 is an untrained model, seeded: the accounting does not
 // need good scores, only scores, and a classifier threshold low enough that
 // the alerts topic is busy for the faults on it.
-func harnessModelV1(t testing.TB) *model.Model {
+func harnessModelV1(t testing.TB, hidden int) *model.Model {
 	t.Helper()
 	cfg := model.DefaultConfig()
 	cfg.Name = harnessModel
 	cfg.Features = features.NumFeatures
-	cfg.Hidden = 16
+	cfg.Hidden = hidden
 	cfg.Classes = []string{schemas.VerdictBenign, integration.FamilyPortScan}
 	cfg.SpecHash = features.Default().Hash()
 	m, err := model.New(cfg, rand.New(rand.NewPCG(11, 0)))
@@ -276,8 +286,25 @@ func (h *harness) adapterConfig() adapter.Config {
 // of each.
 func (h *harness) produce(msgs []kafka.Message, exp []expectation) {
 	h.t.Helper()
+	if h.allGood {
+		h.t.Fatal("harness: produce with expectations on an allGood harness")
+	}
+	h.produceRaw(msgs, exp)
+}
+
+// produceGood produces records of one good flow each on an allGood harness.
+func (h *harness) produceGood(msgs []kafka.Message) {
+	h.t.Helper()
+	if !h.allGood {
+		h.t.Fatal("harness: produceGood needs an allGood harness")
+	}
+	h.produceRaw(msgs, nil)
+}
+
+func (h *harness) produceRaw(msgs []kafka.Message, exp []expectation) {
+	h.t.Helper()
 	h.expectMu.Lock()
-	for i := range msgs {
+	for i := range exp {
 		h.expect[string(msgs[i].Value)] = exp[i]
 	}
 	h.expectMu.Unlock()
@@ -313,6 +340,10 @@ func (h *harness) follow() {
 	})
 	mem := memory.DefaultAllocator
 	h.tail(h.input, func(m *kafka.Message) error {
+		if h.allGood {
+			h.ledger.Input(schemas.Coord{Topic: m.Topic, Partition: int32(m.Partition), Offset: m.Offset}, integration.OutcomeScored)
+			return nil
+		}
 		h.expectMu.Lock()
 		exp, ok := h.expect[string(m.Value)]
 		h.expectMu.Unlock()
@@ -640,11 +671,15 @@ type childSpec struct {
 	Every time.Duration `json:"every"`
 	// Log is the file the stages log to.
 	Log string `json:"log"`
+	// Procs, if set, is the child's GOMAXPROCS: the CPUs of a stage's
+	// container.
+	Procs int `json:"procs,omitempty"`
 }
 
 // childStats is one report of a child: its memory, and each consumer
 // group's lag (metaids_stream_consumer_lag summed over partitions).
 type childStats struct {
+	HeapLive  uint64             `json:"heap_live"` // marked live by the last GC
 	HeapAlloc uint64             `json:"heap_alloc"`
 	HeapInuse uint64             `json:"heap_inuse"`
 	RSS       uint64             `json:"rss"`
@@ -726,7 +761,9 @@ func runChild(raw string) int {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		rss, peak := procRSS()
-		s := childStats{HeapAlloc: ms.HeapAlloc, HeapInuse: ms.HeapInuse, RSS: rss, PeakRSS: peak, Lag: map[string]float64{}, Ready: true}
+		live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		metrics.Read(live)
+		s := childStats{HeapLive: live[0].Value.Uint64(), HeapAlloc: ms.HeapAlloc, HeapInuse: ms.HeapInuse, RSS: rss, PeakRSS: peak, Lag: map[string]float64{}, Ready: true}
 		for _, reg := range regs {
 			for g, v := range lagByGroup(reg) {
 				s.Lag[g] += v
@@ -848,6 +885,9 @@ func (h *harness) startChild(name string, spec childSpec) *child {
 	}
 	cmd := exec.Command(os.Args[0], "-test.run=^TestAccountingChild$", "-test.count=1")
 	cmd.Env = append(os.Environ(), childEnv+"="+string(raw))
+	if spec.Procs > 0 {
+		cmd.Env = append(cmd.Env, "GOMAXPROCS="+strconv.Itoa(spec.Procs))
+	}
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdout, err := cmd.StdoutPipe()
@@ -894,6 +934,7 @@ func (c *child) observe(s childStats) {
 	defer c.mu.Unlock()
 	c.last = s
 	c.reports++
+	c.peak.HeapLive = max(c.peak.HeapLive, s.HeapLive)
 	c.peak.HeapAlloc = max(c.peak.HeapAlloc, s.HeapAlloc)
 	c.peak.HeapInuse = max(c.peak.HeapInuse, s.HeapInuse)
 	c.peak.RSS = max(c.peak.RSS, s.RSS)
@@ -934,6 +975,47 @@ func (c *child) kill(t *testing.T) {
 	waitChan(t, c.done, 10*time.Second, c.name+" still running after SIGKILL")
 }
 
+// throttle emulates a CPU limit on the child, as a container's CFS quota
+// does: in every period the child runs for share of it and is stopped
+// (SIGSTOP) for the rest. The returned function lifts the limit.
+func (c *child) throttle(share float64, period time.Duration) (lift func()) {
+	run := time.Duration(share * float64(period))
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p := c.cmd.Process
+		defer p.Signal(syscall.SIGCONT)
+		t := time.NewTimer(run)
+		defer t.Stop()
+		for {
+			select { // runs for run
+			case <-stop:
+				return
+			case <-c.done:
+				return
+			case <-t.C:
+			}
+			p.Signal(syscall.SIGSTOP)
+			t.Reset(period - run)
+			select { // stopped for the rest of the period
+			case <-stop:
+				return
+			case <-c.done:
+				return
+			case <-t.C:
+			}
+			p.Signal(syscall.SIGCONT)
+			t.Reset(run)
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(stop) })
+		<-done
+	}
+}
+
 // stop sends SIGTERM and waits for the stages to drain and the process to
 // exit; a non-zero exit fails the test.
 func (c *child) stop(t *testing.T) {
@@ -941,6 +1023,7 @@ func (c *child) stop(t *testing.T) {
 	select {
 	case <-c.done:
 	default:
+		c.cmd.Process.Signal(syscall.SIGCONT) // in case it is throttled
 		c.cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case <-c.done:

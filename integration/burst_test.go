@@ -1,0 +1,184 @@
+package integration_test
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/metaids/metaids/integration"
+	"github.com/metaids/metaids/schemas"
+	"github.com/metaids/metaids/stream"
+)
+
+// cpuShare is the share of one CPU the stages get in the burst test.
+const cpuShare = 0.05
+
+// TestBurst floods the pipeline at ten times the rate it sustains and
+// checks that no stage crashes, that the stages' memory does not grow with
+// the backlog, that the lag is reported as it grows, and that it drains.
+//
+// The stages (ingest, scorer and adapter, with production's batch sizes
+// and model size) run in a child process, so that its heap and RSS are
+// theirs and not the in-memory broker's, which holds every record. The
+// sustainable rate is measured first, by timing the drain of a backlog.
+// Then two floods come at ten times that rate, the second for twice as
+// long: bounded queues mean the second's twice larger backlog costs time,
+// not memory.
+func TestBurst(t *testing.T) {
+	if testing.Short() {
+		t.Skip("burst: floods the pipeline over the embedded broker")
+	}
+	calibration, limit, share := 20000, 150000, cpuShare
+	if raceEnabled {
+		// The race detector slows the stages about tenfold already; a
+		// quota on top starves them past their network timeouts.
+		calibration, limit, share = 3000, 24000, 1
+	}
+	h := newHarness(t, harnessOptions{ingestBatch: 4096, allGood: true, hidden: 64})
+	ic, sc, ac := h.ingestConfig(), h.scorerConfig(), h.adapterConfig()
+	// Structures bounded by configuration fill up to their bound, and a
+	// test of boundedness must compare full ones: the adapter keeps fewer
+	// scores and alerts for joining than its defaults, so that the
+	// calibration fills them, and each partition reader fetches at most
+	// 1 MiB (-kafka.reader.max-bytes) at a time, which the first flood's
+	// backlog fills.
+	ac.Adapter.Join.MaxScores, ac.Adapter.Join.MaxAlerts = calibration/2, calibration/20
+	for _, kc := range []*stream.Config{&ic.Config, &sc.Config, &ac.Config} {
+		kc.Reader.MaxBytes = 1 << 20
+	}
+	c := h.startChild("pipeline", childSpec{Ingest: &ic, Scorer: &sc, Adapter: &ac, Procs: 1})
+	// The stages get one CPU for a twentieth of its time, as a container
+	// limited to 50m would: unthrottled, they outpace the single-threaded
+	// embedded broker, and no producer could flood them at ten times
+	// their rate through it.
+	if share < 1 {
+		lift := c.throttle(share, 20*time.Millisecond)
+		defer lift()
+	}
+	eventually(t, 60*time.Second, func() error {
+		if last, _ := c.stats(); !last.Ready {
+			return errors.New("stages in the child not ready")
+		}
+		return nil
+	})
+
+	gen := integration.NewTraffic(integration.Seed(99), integration.Hosts(500), integration.Start(trafficStart),
+		integration.WithScan("10.0.0.9"), integration.WithBeacon("10.0.0.33"))
+	topic := schemas.Topics{}.Input(inputSource)
+	next := func(n int) []kafka.Message {
+		msgs := make([]kafka.Message, n)
+		for i := range msgs {
+			ev := gen.Next()
+			msgs[i] = kafka.Message{Topic: topic, Key: ev.Flow.SrcAddr.AppendTo(nil), Value: integration.AppendNProbeJSON(nil, &ev.Flow)}
+		}
+		return msgs
+	}
+
+	// The sustainable rate: how fast the stages drain a backlog.
+	msgs := next(calibration)
+	start := time.Now()
+	h.produceGood(msgs)
+	h.waitSettled(calibration, 120*time.Second)
+	rate := float64(calibration) / time.Since(start).Seconds()
+	_, cal := c.stats()
+	t.Logf("sustainable rate: %.0f flows/s (a backlog of %d flows drained in %s); peak live heap %s",
+		rate, calibration, time.Since(start).Round(time.Millisecond), mib(cal.HeapLive))
+
+	total := calibration
+	var floods []burstResult
+	for i, d := range []time.Duration{500 * time.Millisecond, time.Second} {
+		n := min(int(10*rate*d.Seconds()), limit*(i+1)/2) // the second stays twice the first
+		c.resetPeaks()
+		r := flood(t, h, c, next(n), d)
+		total += n
+		h.waitSettled(total, 180*time.Second)
+		r.drained = time.Since(r.start)
+		eventually(t, 30*time.Second, func() error {
+			last, _ := c.stats()
+			for g, lag := range last.Lag {
+				if lag != 0 {
+					return fmt.Errorf("group %s still reports lag %v after the backlog drained", g, lag)
+				}
+			}
+			return nil
+		})
+		r.last, r.peak = c.stats()
+		floods = append(floods, r)
+		t.Logf("flood %d: %d flows in %s (%.0f flows/s, %.1f× the sustainable rate); drained %s after it began",
+			i+1, n, r.produced.Round(time.Millisecond), r.arrival, r.arrival/rate, r.drained.Round(time.Millisecond))
+		t.Logf("  peak lag: ingest %.0f records, scorer %.0f features messages; stages' peak live heap %s, peak heap allocated %s, peak RSS %s (VmHWM), live heap after the drain %s",
+			r.peak.Lag[ic.Ingest.Group], r.peak.Lag[sc.Scorer.Group], mib(r.peak.HeapLive), mib(r.peak.HeapAlloc), mib(r.peak.PeakRSS), mib(r.last.HeapLive))
+
+		if r.peak.Failed != "" {
+			t.Errorf("flood %d: a stage failed: %s", i+1, r.peak.Failed)
+		}
+		select {
+		case <-c.done:
+			t.Fatalf("flood %d: the stages' process exited: %v", i+1, c.err)
+		default:
+		}
+		// It must have been a flood: at ten times the rate (five at
+		// least, on a loaded machine), building a backlog past one
+		// ingest batch, which the lag metric reported. Under the race
+		// detector the producer is as slow as the stages, and only the
+		// report is checked.
+		want := min(ic.Ingest.Batch.MaxRecords, n/8)
+		if raceEnabled {
+			want = 1
+		} else if r.arrival < 5*rate {
+			t.Errorf("flood %d came at %.1f× the sustainable rate, want 10× (5× at least)", i+1, r.arrival/rate)
+		}
+		if lag := r.peak.Lag[ic.Ingest.Group] + r.peak.Lag[sc.Scorer.Group]; lag < float64(want) {
+			t.Errorf("flood %d: peak reported lag %.0f, want at least %d: no backlog built up", i+1, lag, want)
+		}
+		// Drained in reasonable time: the backlog at the sustainable
+		// rate, three times over.
+		if want := 3*time.Duration(float64(n)/rate*float64(time.Second)) + 10*time.Second; r.drained > want {
+			t.Errorf("flood %d drained in %s, want under %s", i+1, r.drained, want)
+		}
+	}
+	// Memory bounded: twice the backlog, no more than a quarter more live
+	// heap (as the collector last marked it), plus slack.
+	if p1, p2 := floods[0].peak.HeapLive, floods[1].peak.HeapLive; p2 > p1*5/4+8<<20 {
+		t.Errorf("peak live heap %s in a flood twice as large as one that peaked at %s (bound 1.25× + 8 MiB): memory grows with the backlog",
+			mib(p2), mib(p1))
+	}
+	h.syncTails()
+	b := h.ledger.Balance()
+	t.Logf("books: %v", b)
+	if err := b.Err(); err != nil {
+		t.Errorf("books do not balance:\n%v", err)
+	}
+}
+
+type burstResult struct {
+	start             time.Time
+	produced, drained time.Duration
+	arrival           float64 // flows/s
+	last, peak        childStats
+}
+
+// flood produces msgs evenly over d, in ten slices on the flood's own
+// clock (as fast as the producer can when that is slower).
+func flood(t *testing.T, h *harness, c *child, msgs []kafka.Message, d time.Duration) burstResult {
+	t.Helper()
+	const slices = 10
+	tick := time.NewTicker(d / slices)
+	defer tick.Stop()
+	r := burstResult{start: time.Now()}
+	n := len(msgs)
+	for i := range slices {
+		h.produceGood(msgs[i*n/slices : (i+1)*n/slices])
+		if i < slices-1 {
+			<-tick.C
+		}
+	}
+	r.produced = time.Since(r.start)
+	r.arrival = float64(n) / r.produced.Seconds()
+	return r
+}
+
+func mib(b uint64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
