@@ -73,3 +73,41 @@ func TestAddClassLossGradient(t *testing.T) {
 		t.Errorf("largest gradient checked is %g: the check proves nothing", largest)
 	}
 }
+
+// TestStateReplay checks that windows starting their host's stream start
+// from zeros and, once states are saved, mid-stream windows start from
+// saved ones.
+func TestStateReplay(t *testing.T) {
+	d := synthData(t)
+	cfg := quickConfig()
+	cfg.StateReplay = 1
+	tr, err := newTrainer(d, cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := cfg.Weights
+	tr.trainStep(w) // fills the pool
+	if len(tr.pool) == 0 {
+		t.Fatal("no state saved after a step")
+	}
+	tr.trainStep(w)
+	H := cfg.Hidden
+	var fresh, replayed int
+	for s := range cfg.Batch {
+		nonzero := false
+		for _, v := range tr.h0[s*H : (s+1)*H] {
+			nonzero = nonzero || v != 0
+		}
+		if tr.fresh[s] {
+			fresh++
+			if nonzero {
+				t.Errorf("window %d starts its stream but not from zeros", s)
+			}
+		} else if nonzero {
+			replayed++
+		}
+	}
+	if replayed == 0 {
+		t.Errorf("no mid-stream window of %d started from a saved state (%d start their streams)", cfg.Batch, fresh)
+	}
+}
