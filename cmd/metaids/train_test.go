@@ -134,7 +134,7 @@ func TestTrainPublishes(t *testing.T) {
 	args := []string{"train", "-synthetic", "-out", out, "-report=none", "-plots=none",
 		"-synthetic-data.hosts=5", "-synthetic-data.duration=4m",
 		"-train.hidden=8", "-train.epochs=1", "-train.pretrain-epochs=1", "-train.steps-per-epoch=3",
-		"-publish", "-signing-key", keyFile, "-kafka.brokers", e.Addr(), "-kafka.topic_prefix", "t1."}
+		"-publish", "-signing-key", keyFile, "-kafka.brokers", e.Addr(), "-kafka.topic-prefix", "t1."}
 	var stderr bytes.Buffer
 	if code := run(t.Context(), args, &stderr); code != exitOK {
 		t.Fatalf("run(%q) = %d, stderr:\n%s", args, code, stderr.String())
