@@ -59,12 +59,14 @@ type alertOutput struct {
 type emitter struct {
 	msgs                    []kafka.Message
 	scores, alerts, actions int
+	states, tombs           int // checkpoint records and tombstones
 }
 
 func (e *emitter) reset() {
 	clear(e.msgs) // drop references to the values for the collector
 	e.msgs = e.msgs[:0]
 	e.scores, e.alerts, e.actions = 0, 0, 0
+	e.states, e.tombs = 0, 0
 }
 
 // detect raises, updates and aggregates alerts for the rows of a stepped

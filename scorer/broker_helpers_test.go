@@ -67,7 +67,8 @@ func protoModel(t testing.TB, events []integration.Event, family string) *model.
 }
 
 // startBroker starts an embedded broker with the pipeline's topics under a
-// prefix of its own: features over parts partitions, models in one.
+// prefix of its own: features and scorer.state over parts partitions,
+// models in one.
 func startBroker(t testing.TB, parts int) (*stream.Embedded, stream.Config) {
 	t.Helper()
 	e, err := stream.StartEmbedded(stream.EmbeddedConfig{Log: testLog(t)})
@@ -86,7 +87,7 @@ func startBroker(t testing.TB, parts int) (*stream.Embedded, stream.Config) {
 	cfg.Group.SessionTimeout = 2 * time.Second
 	cfg.Group.HeartbeatInterval = 100 * time.Millisecond
 	cfg.Group.RebalanceTimeout = 5 * time.Second
-	names := stream.TopicNames{Features: "features", Scores: "scores", Alerts: "alerts", Actions: "actions", Models: "models"}
+	names := stream.TopicNames{Features: "features", Scores: "scores", Alerts: "alerts", Actions: "actions", Models: "models", ScorerState: "scorer.state"}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	if err := stream.EnsureTopics(ctx, cfg, stream.PipelineTopics(cfg.TopicPrefix, names, parts, 1)); err != nil {

@@ -18,6 +18,11 @@ const (
 	maxHostsCap    = 1 << 26
 	maxExplain     = 32
 	maxTopicLength = 249
+	// minCheckpoint bounds how often a replica checkpoints. It is also
+	// what keeps a stopping replica's last checkpoint, written after it
+	// has left the group, ahead of the new owner's first (see
+	// checkpoint.go).
+	minCheckpoint = 100 * time.Millisecond
 )
 
 // Alert output formats, the values of Settings.Alerts.Outputs.
@@ -85,6 +90,13 @@ type StateConfig struct {
 	// measured against the newest flow of its partition. Flag
 	// -scorer.state.ttl; default 1h.
 	TTL time.Duration `yaml:"ttl" help:"idle time (event time) after which a host's state is dropped"`
+	// CheckpointInterval is how often, in wall time, the states of hosts
+	// that changed are written to the compacted scorer.state topic, so a
+	// replica that takes over a partition (a rebalance, a restart)
+	// restores its hosts instead of starting them from zero. A replica
+	// also checkpoints when it stops. 0 turns checkpoints and restores
+	// off. Flag -scorer.state.checkpoint-interval; default 30s.
+	CheckpointInterval time.Duration `yaml:"checkpoint-interval" help:"how often changed host states are checkpointed to the scorer.state topic; 0 disables warm restarts"`
 }
 
 // ModelConfig says where models come from and whom to trust.
@@ -167,7 +179,7 @@ func DefaultSettings() Settings {
 	return Settings{
 		Group: "metaids-scorer",
 		Batch: BatchConfig{MaxRecords: 32, MaxFlows: 4096},
-		State: StateConfig{MaxHosts: 1_000_000, TTL: time.Hour},
+		State: StateConfig{MaxHosts: 1_000_000, TTL: time.Hour, CheckpointInterval: 30 * time.Second},
 		Model: ModelConfig{Name: "metaids"},
 		Alerts: AlertConfig{
 			Window:        10 * time.Minute,
@@ -205,6 +217,9 @@ func (s Settings) Validate() error {
 	}
 	if s.State.TTL <= 0 {
 		bad("state.ttl", "must be positive, got %s", s.State.TTL)
+	}
+	if s.State.CheckpointInterval != 0 && s.State.CheckpointInterval < minCheckpoint {
+		bad("state.checkpoint-interval", "must be 0 (off) or at least %s, got %s", minCheckpoint, s.State.CheckpointInterval)
 	}
 	if s.Model.Name == "" {
 		bad("model.name", "must not be empty")

@@ -24,6 +24,12 @@ type metrics struct {
 	stateBytes    prometheus.Gauge
 	bytesPerHost  prometheus.Gauge
 	outputRecords *prometheus.CounterVec // by topic kind
+
+	checkpointRecords *prometheus.CounterVec // by kind
+	restores          *prometheus.CounterVec // partitions, by result
+	restored          *prometheus.CounterVec // hosts, by result
+	replayed          prometheus.Counter
+	restoreSeconds    prometheus.Histogram
 }
 
 // Label values, fixed sets so that no series is made from data.
@@ -44,6 +50,9 @@ const (
 	evictCapacity = "capacity"
 	evictRevoked  = "revoked"
 	evictReset    = "reset"
+
+	kindState     = "state"
+	kindTombstone = "tombstone"
 )
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -123,11 +132,33 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "metaids_scorer_output_records_total",
 			Help: "Records produced and acknowledged, by output: scores, alerts or actions.",
 		}, []string{"output"}),
+		checkpointRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "metaids_scorer_state_checkpoint_records_total",
+			Help: "Records written to the scorer.state topic and acknowledged, by kind: state (a host's checkpoint) or tombstone (a checkpointed host dropped).",
+		}, []string{"kind"}),
+		restores: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "metaids_scorer_state_restores_total",
+			Help: "Features partitions taken over and restored from their checkpoints, by result: ok, failed (hosts start from what could be read) or no_topic (no co-partitioned scorer.state partition; not checkpointed).",
+		}, []string{"result"}),
+		restored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "metaids_scorer_state_restored_hosts_total",
+			Help: "Checkpointed hosts read at a restore, by result: restored, other_encoder (written by another encoder, ignored) or malformed.",
+		}, []string{"result"}),
+		replayed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "metaids_scorer_state_replayed_flows_total",
+			Help: "Flows stepped silently at a restore to bring checkpointed states up to the offset the partition was taken over at.",
+		}),
+		restoreSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "metaids_scorer_state_restore_seconds",
+			Help:    "Time to restore one features partition: read its checkpoints and replay the features since.",
+			Buckets: prometheus.ExponentialBuckets(1e-3, 4, 10),
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.records, m.badBatches, m.flows, m.batchFlows, m.waves, m.stepSeconds,
 			m.invalid, m.alerts, m.alertFlows, m.actions, m.modelUpdates, m.modelVersion,
-			m.statesReset, m.hosts, m.evicted, m.stateBytes, m.bytesPerHost, m.outputRecords)
+			m.statesReset, m.hosts, m.evicted, m.stateBytes, m.bytesPerHost, m.outputRecords,
+			m.checkpointRecords, m.restores, m.restored, m.replayed, m.restoreSeconds)
 	}
 	// Pre-create the fixed label values so that dashboards and tests see
 	// zeros rather than missing series.
@@ -145,6 +176,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	for _, r := range []string{evictTTL, evictCapacity, evictRevoked, evictReset} {
 		m.evicted.WithLabelValues(r)
+	}
+	for _, k := range []string{kindState, kindTombstone} {
+		m.checkpointRecords.WithLabelValues(k)
+	}
+	for _, r := range []string{restoreOK, restoreFailed, restoreNoTopic} {
+		m.restores.WithLabelValues(r)
+	}
+	for _, r := range []string{restoredOK, restoredOtherModel, restoredMalformed} {
+		m.restored.WithLabelValues(r)
 	}
 	return m
 }

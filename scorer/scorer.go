@@ -52,6 +52,7 @@ type Stage struct {
 	once      sync.Once
 
 	featuresTopic, scoresTopic, modelsTopic, actionsTopic string
+	stateTopic                                            string
 	inCols                                                [3]int // flow_id, host and end_ns in a features batch
 	outputs                                               []alertOutput
 	featureNames                                          []string
@@ -66,6 +67,7 @@ type Stage struct {
 	parts      map[int]*partition
 	sp         *stepper
 	encoder    uint64        // the encoder generation host states were written by
+	ckptID     encoderID     // that encoder's identity in checkpoints
 	schema     *arrow.Schema // of the scores, for the model in schemaFor
 	schemaFor  *served
 	versions   []int64 // the model_version column's values
@@ -79,6 +81,10 @@ type partition struct {
 	st       *store
 	alerts   map[alertKey]*openAlert
 	episodes map[string]*episode
+
+	next   int64     // features offset after the last message applied; −1 before any
+	ckpt   bool      // its hosts are checkpointed
+	ckptAt time.Time // wall time of the last checkpoint round (or of the restore)
 }
 
 // New returns a Stage for cfg, after checking cfg, loading the trusted keys
@@ -150,6 +156,7 @@ func newStage(cfg Config, keys map[string]ed25519.PublicKey, log *slog.Logger, r
 		featuresTopic: topics.Features(),
 		scoresTopic:   topics.Scores(),
 		modelsTopic:   topics.Models(),
+		stateTopic:    topics.ScorerState(),
 		featureNames:  features.Default().Names(),
 		// Leave room under the producer's request limit for the schema
 		// message and the record batch framing.
@@ -207,6 +214,11 @@ func (s *Stage) Run(ctx context.Context) error {
 	err := s.in.Run(ctx, s.handle)
 	stopWatch()
 	bg.Wait()
+	if err == nil {
+		// Not after a failure: the states then hold flows whose outputs
+		// were not acknowledged, and that come back to be scored again.
+		s.finalCheckpoint(ctx)
+	}
 
 	// The final flush runs under its own deadline: ctx is already done.
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Timeout)
@@ -283,9 +295,13 @@ func (s *Stage) handle(ctx context.Context, batch []kafka.Message) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.syncAssignment()
+	sv := s.current.Load()
+	s.adopt(sv)
+	s.restoreNew(ctx, sv, batch)
 	em := &s.em
 	em.reset()
 	s.scoreBatch(batch, em)
+	s.checkpointDue(em, s.now(), false)
 	return s.produce(ctx, em)
 }
 
@@ -299,6 +315,7 @@ func (s *Stage) scoreBatch(batch []kafka.Message, em *emitter) {
 		p := s.partition(sv, batch[i].Partition)
 		touched[p.id] = p
 		s.process(sv, p, &batch[i], now, em)
+		p.next = batch[i].Offset + 1
 	}
 	for _, p := range touched {
 		s.housekeep(p, now, em)
@@ -317,6 +334,8 @@ func (s *Stage) produce(ctx context.Context, em *emitter) error {
 	s.met.outputRecords.WithLabelValues("scores").Add(float64(em.scores))
 	s.met.outputRecords.WithLabelValues("alerts").Add(float64(em.alerts))
 	s.met.outputRecords.WithLabelValues("actions").Add(float64(em.actions))
+	s.met.checkpointRecords.WithLabelValues(kindState).Add(float64(em.states))
+	s.met.checkpointRecords.WithLabelValues(kindTombstone).Add(float64(em.tombs))
 	return nil
 }
 
@@ -329,12 +348,25 @@ func (s *Stage) adopt(sv *served) {
 	if s.encoder != 0 && s.encoder != sv.encoder {
 		// Fresh stores rather than zeroed ones: the new encoder may have
 		// another hidden size, and the memory of the old slabs goes back.
+		// The checkpoints of the old states are deleted at the next round.
 		for _, p := range s.parts {
 			s.met.evicted.WithLabelValues(evictReset).Add(float64(p.st.live))
-			p.st = newStore(sv.m.Hidden(), s.set.State.MaxHosts, int64(s.set.State.TTL))
+			old := p.st
+			p.st = s.newStore(sv)
+			if p.st.track {
+				for i := range old.meta {
+					if m := &old.meta[i]; m.saved && m.key != "" {
+						p.st.tombs = append(p.st.tombs, m.key)
+					}
+				}
+				p.st.tombs = append(p.st.tombs, old.tombs...)
+			}
 		}
 		s.met.statesReset.Inc()
 		s.log.Info("host states reset for a new encoder", "model_version", sv.m.Version)
+	}
+	if s.encoder != sv.encoder {
+		s.ckptID = fingerprint(sv.m)
 	}
 	s.encoder = sv.encoder
 	if s.schemaFor != sv {
@@ -352,13 +384,23 @@ func (s *Stage) partition(sv *served, id int) *partition {
 	if p == nil {
 		p = &partition{
 			id:       id,
-			st:       newStore(sv.m.Hidden(), s.set.State.MaxHosts, int64(s.set.State.TTL)),
+			st:       s.newStore(sv),
 			alerts:   make(map[alertKey]*openAlert),
 			episodes: make(map[string]*episode),
+			next:     -1,
+			ckpt:     s.checkpointsOn(),
+			ckptAt:   s.now(),
 		}
 		s.parts[id] = p
 	}
 	return p
+}
+
+// newStore returns an empty host store for sv's hidden size.
+func (s *Stage) newStore(sv *served) *store {
+	st := newStore(sv.m.Hidden(), s.set.State.MaxHosts, int64(s.set.State.TTL))
+	st.track = s.checkpointsOn()
+	return st
 }
 
 // syncAssignment drops the state of partitions this member no longer

@@ -1,6 +1,7 @@
 package scorer
 
 import (
+	"strings"
 	"unsafe"
 )
 
@@ -43,6 +44,14 @@ type store struct {
 	gen       uint32 // stamp of the message being planned
 
 	evictedTTL, evictedCap int // since the last takeEvicted
+
+	// Checkpoint bookkeeping, kept only when track is set: the slots whose
+	// state changed since the last checkpoint (a slot may be listed twice;
+	// its dirty flag says whether it still needs writing) and the keys of
+	// checkpointed hosts dropped since, which need a tombstone.
+	track bool
+	dirty []int32
+	tombs []string
 }
 
 // slot is the per-host record beside the state slabs.
@@ -55,6 +64,8 @@ type slot struct {
 	flows   uint32 // flows seen since the state was created or reset
 	gen     uint32 // the message that last planned this slot
 	wave    int32  // flows of this host planned so far in message gen
+	dirty   bool   // changed since the last checkpoint
+	saved   bool   // has a record on the scorer.state topic
 }
 
 const nilSlot = -1
@@ -119,7 +130,44 @@ func (st *store) acquire(key string, endNs int64) int32 {
 	}
 	st.meta[s].touched = st.watermark
 	st.pushFront(s)
+	st.markDirty(s)
 	return s
+}
+
+// markDirty records that slot s's state is about to change, for the next
+// checkpoint.
+func (st *store) markDirty(s int32) {
+	if m := &st.meta[s]; st.track && !m.dirty {
+		m.dirty = true
+		st.dirty = append(st.dirty, s)
+	}
+}
+
+// restore puts a checkpointed host back: its state, counters and the
+// event time it was last seen. Hosts are restored in the order they were
+// last seen, so the LRU list comes back in order; the watermark becomes
+// the newest of their times. A host already held is overwritten.
+func (st *store) restore(key string, h, c []float32, lastNs, touched int64, flows uint32) {
+	if touched > st.watermark {
+		st.watermark = touched
+	}
+	s, ok := st.index[key]
+	if ok {
+		st.unlink(s)
+	} else {
+		s = st.alloc()
+		k := strings.Clone(key)
+		st.meta[s] = slot{key: k}
+		st.index[k] = s
+		st.live++
+		st.keyBytes += allocSize(len(k))
+	}
+	m := &st.meta[s]
+	m.lastNs, m.touched, m.flows, m.saved = lastNs, touched, flows, true
+	hs, cs := st.state(s)
+	copy(hs, h)
+	copy(cs, c)
+	st.pushFront(s)
 }
 
 // alloc returns a free slot with a zero state: the least recently seen
@@ -150,6 +198,9 @@ func (st *store) drop(s int32) {
 	m := &st.meta[s]
 	delete(st.index, m.key)
 	st.keyBytes -= allocSize(len(m.key))
+	if st.track && m.saved {
+		st.tombs = append(st.tombs, m.key)
+	}
 	*m = slot{}
 	h, c := st.state(s)
 	clear(h)
@@ -219,6 +270,7 @@ func (st *store) bytes() int {
 	return 2*len(st.h)*pageSlots*st.hid*4 +
 		cap(st.meta)*int(unsafe.Sizeof(slot{})) +
 		cap(st.free)*4 +
+		cap(st.dirty)*4 + cap(st.tombs)*16 +
 		len(st.index)*mapEntryBytes +
 		st.keyBytes
 }

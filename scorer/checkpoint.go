@@ -1,0 +1,552 @@
+package scorer
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"slices"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+
+	"github.com/metaids/metaids/features"
+	"github.com/metaids/metaids/model"
+	"github.com/metaids/metaids/stream"
+)
+
+// Warm restarts.
+//
+// A replica checkpoints the hosts of each features partition it holds to
+// the same-numbered partition of the compacted scorer.state topic, keyed by
+// host: every -scorer.state.checkpoint-interval, the hosts whose state
+// changed since the last checkpoint (and a tombstone for each checkpointed
+// host dropped since), and once more when it stops. Each record says which
+// features offset its state is as of: the offset of the next message the
+// host's state has not seen. A round writes every host changed since the
+// previous round, so at the newest round's offset R every record on the
+// partition is its host's state at R (a host not rewritten had no flows in
+// between).
+//
+// A replica that sees a features partition for the first time (at start,
+// or when a rebalance hands it over) reads that scorer.state partition to
+// its end before scoring it: it restores the hosts whose records were
+// written by the encoder it serves, then replays the features messages
+// between R and the offset it was handed the partition at, stepping the
+// states without emitting anything. The result is the state the previous
+// owner had when it committed that offset, whenever it last checkpointed,
+// so the interval only bounds the replay. (If the previous owner's last
+// commit failed after its checkpoint was written, the flows it scored and
+// did not commit are applied twice to their hosts' states.)
+//
+// The stream consumer does not report a revocation before the partitions
+// move, so the periodic rounds run inside the handler, where the consumer
+// holds the generation: a round's records are acknowledged before anyone
+// else can be assigned the partition. The stop-time round runs after the
+// consumer has left the group; it has half an interval to land, and a new
+// owner writes its first round only a whole interval after it restored,
+// so the last word on a host is the new owner's.
+//
+// Checkpoints are written in the handler's produce, with the batch's
+// outputs, and a batch is committed only once they are acknowledged.
+
+// Checkpoint record layout, version 1, little-endian:
+//
+//	version       uint8 (1)
+//	hidden        uint16, H
+//	encoder       [16]byte, encoderID of the model that wrote it
+//	model_version int64, for operators
+//	offset        int64, the features offset the state is as of
+//	last_start_ns int64, start of the host's previous flow (for dt_prev)
+//	touched_ns    int64, event time the host was last seen (for the TTL)
+//	flows         uint32, flows seen since the state was created
+//	h, c          H float32 each
+const (
+	ckptVersion    = 1
+	ckptHeaderSize = 1 + 2 + 16 + 8 + 8 + 8 + 8 + 4
+)
+
+// Results of restoring checkpointed hosts, the label values of
+// metaids_scorer_state_restored_hosts_total.
+const (
+	restoredOK         = "restored"
+	restoredOtherModel = "other_encoder" // written by another encoder: its states mean nothing to this one
+	restoredMalformed  = "malformed"
+)
+
+// Results of restoring a partition, the label values of
+// metaids_scorer_state_restores_total.
+const (
+	restoreOK      = "ok"
+	restoreFailed  = "failed"   // the state or features could not be read; hosts start from what was read
+	restoreNoTopic = "no_topic" // no such scorer.state partition: checkpoints are off for the partition
+)
+
+// errNoStateTopic means the scorer.state topic lacks the partition, or is
+// not co-partitioned with features.
+var errNoStateTopic = errors.New("no scorer.state partition for the features partition")
+
+// encoderID identifies an encoder by its content: the feature spec, the
+// shapes, the normalisation and the LSTM weights, everything that turns a
+// host's flows into its state. Replicas agree on it without talking, and a
+// state is restored only under the encoder that wrote it.
+type encoderID [16]byte
+
+// fingerprint returns m's encoderID: the first 16 bytes of a SHA-256 over
+// the encoder's parts, floats by their bits.
+func fingerprint(m *model.Model) encoderID {
+	h := sha256.New()
+	buf := make([]byte, 0, 4096)
+	buf = append(buf, "metaids encoder v1\x00"...)
+	buf = append(buf, m.SpecHash...)
+	buf = append(buf, 0)
+	buf = binary.LittleEndian.AppendUint32(buf, uint32(m.Features()))
+	buf = binary.LittleEndian.AppendUint32(buf, uint32(m.Hidden()))
+	mean, std := m.Norm()
+	for _, t := range [][]float32{mean, std, m.P.WeightIH, m.P.WeightHH, m.P.BiasIH, m.P.BiasHH} {
+		buf = binary.LittleEndian.AppendUint64(buf, uint64(len(t)))
+		for _, x := range t {
+			buf = binary.LittleEndian.AppendUint32(buf, math.Float32bits(x))
+			if len(buf) >= cap(buf)-8 {
+				h.Write(buf)
+				buf = buf[:0]
+			}
+		}
+	}
+	h.Write(buf)
+	var id encoderID
+	copy(id[:], h.Sum(nil))
+	return id
+}
+
+// checkpoint is one host's checkpoint record.
+type checkpoint struct {
+	encoder      encoderID
+	modelVersion int64
+	offset       int64
+	lastNs       int64
+	touched      int64
+	flows        uint32
+	h, c         []float32
+}
+
+// appendCheckpoint appends ck's record to dst.
+func appendCheckpoint(dst []byte, ck *checkpoint) []byte {
+	if len(ck.h) != len(ck.c) || len(ck.h) > math.MaxUint16 {
+		panic(fmt.Sprintf("scorer: checkpoint of h[%d], c[%d]", len(ck.h), len(ck.c)))
+	}
+	le := binary.LittleEndian
+	dst = append(dst, ckptVersion)
+	dst = le.AppendUint16(dst, uint16(len(ck.h)))
+	dst = append(dst, ck.encoder[:]...)
+	dst = le.AppendUint64(dst, uint64(ck.modelVersion))
+	dst = le.AppendUint64(dst, uint64(ck.offset))
+	dst = le.AppendUint64(dst, uint64(ck.lastNs))
+	dst = le.AppendUint64(dst, uint64(ck.touched))
+	dst = le.AppendUint32(dst, ck.flows)
+	for _, x := range ck.h {
+		dst = le.AppendUint32(dst, math.Float32bits(x))
+	}
+	for _, x := range ck.c {
+		dst = le.AppendUint32(dst, math.Float32bits(x))
+	}
+	return dst
+}
+
+// checkpointSize is the length of a record for hidden size hid.
+func checkpointSize(hid int) int { return ckptHeaderSize + 8*hid }
+
+// checkpointOffset returns the features offset of record b without
+// decoding the rest.
+func checkpointOffset(b []byte) (int64, error) {
+	if len(b) < ckptHeaderSize {
+		return 0, fmt.Errorf("checkpoint of %d bytes, shorter than its header", len(b))
+	}
+	if b[0] != ckptVersion {
+		return 0, fmt.Errorf("checkpoint version %d, this build reads %d", b[0], ckptVersion)
+	}
+	return int64(binary.LittleEndian.Uint64(b[1+2+16+8:])), nil
+}
+
+// decodeCheckpoint decodes record b into ck, whose h and c it reuses when
+// they are large enough. It refuses a record of another version or length
+// and one with a non-finite state.
+func decodeCheckpoint(b []byte, ck *checkpoint) error {
+	if _, err := checkpointOffset(b); err != nil {
+		return err
+	}
+	le := binary.LittleEndian
+	hid := int(le.Uint16(b[1:]))
+	if len(b) != checkpointSize(hid) {
+		return fmt.Errorf("checkpoint of %d bytes, want %d for H=%d", len(b), checkpointSize(hid), hid)
+	}
+	copy(ck.encoder[:], b[3:19])
+	p := b[19:]
+	ck.modelVersion = int64(le.Uint64(p))
+	ck.offset = int64(le.Uint64(p[8:]))
+	ck.lastNs = int64(le.Uint64(p[16:]))
+	ck.touched = int64(le.Uint64(p[24:]))
+	ck.flows = le.Uint32(p[32:])
+	p = p[36:]
+	ck.h, ck.c = growF32(ck.h, hid), growF32(ck.c, hid)
+	for i := range hid {
+		ck.h[i] = math.Float32frombits(le.Uint32(p[4*i:]))
+		ck.c[i] = math.Float32frombits(le.Uint32(p[4*(hid+i):]))
+		if !finite(ck.h[i]) || !finite(ck.c[i]) {
+			return fmt.Errorf("checkpoint holds a non-finite state value at %d", i)
+		}
+	}
+	return nil
+}
+
+// checkpointsOn reports whether the stage checkpoints and restores.
+func (s *Stage) checkpointsOn() bool { return s.set.State.CheckpointInterval > 0 }
+
+// checkpointDue writes a checkpoint round into em for every partition whose
+// interval has passed, or for all of them if force is set.
+func (s *Stage) checkpointDue(em *emitter, now time.Time, force bool) {
+	if !s.checkpointsOn() {
+		return
+	}
+	for _, id := range slices.Sorted(maps.Keys(s.parts)) {
+		p := s.parts[id]
+		if !p.ckpt || p.next < 0 || (!force && now.Sub(p.ckptAt) < s.set.State.CheckpointInterval) {
+			continue
+		}
+		s.checkpoint(p, em)
+		p.ckptAt = now
+	}
+}
+
+// checkpoint appends one round for partition p to em: a tombstone for
+// each checkpointed host dropped since the last round that has not come
+// back, and the state of each host that changed. The records are pinned to
+// p's number on the scorer.state topic.
+func (s *Stage) checkpoint(p *partition, em *emitter) {
+	st := p.st
+	for _, key := range st.tombs {
+		if _, live := st.index[key]; live {
+			continue // back since, and dirty: its state follows
+		}
+		em.msgs = append(em.msgs, stream.AtPartition(kafka.Message{Topic: s.stateTopic, Key: []byte(key)}, p.id))
+		em.tombs++
+	}
+	clear(st.tombs)
+	st.tombs = st.tombs[:0]
+
+	n := 0
+	for _, sl := range st.dirty {
+		if st.meta[sl].dirty {
+			n++
+		}
+	}
+	size := checkpointSize(st.hid)
+	buf := make([]byte, 0, n*size)
+	ck := checkpoint{encoder: s.ckptID, offset: p.next}
+	if sv := s.current.Load(); sv != nil {
+		ck.modelVersion = sv.m.Version
+	}
+	for _, sl := range st.dirty {
+		m := &st.meta[sl]
+		if !m.dirty {
+			continue // written already, or dropped
+		}
+		m.dirty, m.saved = false, true
+		ck.lastNs, ck.touched, ck.flows = m.lastNs, m.touched, m.flows
+		ck.h, ck.c = st.state(sl)
+		a := len(buf)
+		buf = appendCheckpoint(buf, &ck)
+		em.msgs = append(em.msgs, stream.AtPartition(kafka.Message{Topic: s.stateTopic, Key: []byte(m.key), Value: buf[a:len(buf):len(buf)]}, p.id))
+		em.states++
+	}
+	st.dirty = st.dirty[:0]
+}
+
+// restoreNew restores every partition of batch the stage holds no state
+// for, from the first offset the batch has of it.
+func (s *Stage) restoreNew(ctx context.Context, sv *served, batch []kafka.Message) {
+	if !s.checkpointsOn() {
+		return
+	}
+	for i := range batch {
+		id := batch[i].Partition
+		if s.parts[id] != nil {
+			continue
+		}
+		p := s.partition(sv, id)
+		s.restore(ctx, sv, p, batch[i].Offset)
+	}
+}
+
+// restore loads partition p's checkpointed hosts and replays the features
+// messages from the checkpoint's offset up to from, the first offset the
+// stage scores. A partition whose checkpoints cannot be read starts with
+// what was read (nothing, at worst), as it would without checkpoints; one
+// with no scorer.state partition is not checkpointed.
+func (s *Stage) restore(ctx context.Context, sv *served, p *partition, from int64) {
+	start := time.Now()
+	p.next, p.ckptAt = from, s.now()
+	log := s.log.With("partition", p.id)
+	recs, err := s.readState(ctx, p.id)
+	if errors.Is(err, errNoStateTopic) {
+		p.ckpt = false
+		s.met.restores.WithLabelValues(restoreNoTopic).Inc()
+		log.Warn("checkpoints off for the partition", "topic", s.stateTopic, "err", err)
+		return
+	}
+	if err != nil {
+		s.met.restores.WithLabelValues(restoreFailed).Inc()
+		log.Warn("read checkpoints failed; hosts start from zero", "topic", s.stateTopic, "err", err)
+		return
+	}
+	hosts, at := s.applyCheckpoints(p, recs)
+	clear(recs)
+	replayed := 0
+	if at >= 0 && at < from {
+		replayed, err = s.replay(ctx, sv, p, at, from)
+		if err != nil {
+			s.met.restores.WithLabelValues(restoreFailed).Inc()
+			log.Warn("replay of features since the checkpoint failed; hosts stay as checkpointed", "from", at, "to", from, "replayed_flows", replayed, "err", err)
+			return
+		}
+	}
+	s.met.restores.WithLabelValues(restoreOK).Inc()
+	s.met.restoreSeconds.Observe(time.Since(start).Seconds())
+	log.Info("restored host states", "hosts", hosts, "checkpoint_offset", at, "offset", from,
+		"replayed_flows", replayed, "seconds", time.Since(start).Seconds())
+}
+
+// applyCheckpoints restores into p the hosts of recs, the records of p's
+// scorer.state partition in offset order. For each host the record with
+// the highest features offset wins (the later on a tie) and a tombstone
+// deletes; hosts whose record another encoder wrote, or that do not
+// decode, are left out. It returns the hosts restored and the newest
+// offset among them, −1 with none.
+func (s *Stage) applyCheckpoints(p *partition, recs []kafka.Message) (hosts int, at int64) {
+	type rec struct {
+		val    []byte
+		offset int64
+	}
+	latest := make(map[string]rec, len(recs))
+	for _, m := range recs {
+		k := string(m.Key)
+		if m.Value == nil {
+			delete(latest, k)
+			continue
+		}
+		off, err := checkpointOffset(m.Value)
+		if err != nil {
+			s.met.restored.WithLabelValues(restoredMalformed).Inc()
+			delete(latest, k)
+			continue
+		}
+		if r, ok := latest[k]; ok && r.offset > off {
+			continue
+		}
+		latest[k] = rec{m.Value, off}
+	}
+	type host struct {
+		key string
+		ck  checkpoint
+	}
+	keep := make([]host, 0, len(latest))
+	for k, r := range latest {
+		var ck checkpoint
+		if err := decodeCheckpoint(r.val, &ck); err != nil {
+			s.met.restored.WithLabelValues(restoredMalformed).Inc()
+			continue
+		}
+		if ck.encoder != s.ckptID || len(ck.h) != p.st.hid {
+			s.met.restored.WithLabelValues(restoredOtherModel).Inc()
+			continue
+		}
+		keep = append(keep, host{k, ck})
+	}
+	// Oldest first, so that the LRU list comes back in order.
+	slices.SortFunc(keep, func(a, b host) int {
+		return cmp.Or(cmp.Compare(a.ck.touched, b.ck.touched), cmp.Compare(a.key, b.key))
+	})
+	at = -1
+	for i := range keep {
+		h := &keep[i]
+		p.st.restore(h.key, h.ck.h, h.ck.c, h.ck.lastNs, h.ck.touched, h.ck.flows)
+		at = max(at, h.ck.offset)
+	}
+	p.st.expire()
+	p.st.takeEvicted() // not evictions of live hosts: the checkpoint was stale
+	s.met.restored.WithLabelValues(restoredOK).Add(float64(len(keep)))
+	return len(keep), at
+}
+
+// replay steps p's hosts through the features messages [from, to) of its
+// partition without emitting anything, as the previous owner scored them.
+// Messages that do not decode are skipped as scoring skips them.
+func (s *Stage) replay(ctx context.Context, sv *served, p *partition, from, to int64) (flows int, err error) {
+	err = s.readRange(ctx, s.featuresTopic, p.id, from, to, func(m *kafka.Message) {
+		flows += s.replayOne(sv, p, m)
+	})
+	s.met.replayed.Add(float64(flows))
+	return flows, err
+}
+
+// replayOne steps the flows of one features message, recovering a panic
+// as process does.
+func (s *Stage) replayOne(sv *served, p *partition, msg *kafka.Message) (n int) {
+	defer func() {
+		if r := recover(); r != nil {
+			n = 0
+		}
+	}()
+	v, err := features.Decode(msg.Value, s.mem)
+	if err != nil {
+		return 0
+	}
+	defer v.Release()
+	if n = v.Len(); n == 0 {
+		return 0
+	}
+	waves := s.sp.plan(p.st, v)
+	s.sp.run(sv.m, p.st, v, waves, float32(math.Inf(1)))
+	p.st.expire()
+	return n
+}
+
+// readState returns the records of partition id of the scorer.state
+// topic, from its first offset to its end as of now. errNoStateTopic means
+// the topic does not have partition id, or has another partition count
+// than features (so its partitions do not hold the same hosts).
+func (s *Stage) readState(ctx context.Context, id int) ([]kafka.Message, error) {
+	dialer, err := s.cfg.Dialer()
+	if err != nil {
+		return nil, err
+	}
+	counts := [2]int{}
+	for i, topic := range []string{s.featuresTopic, s.stateTopic} {
+		parts, err := lookupPartitions(ctx, dialer, s.cfg.Brokers, topic)
+		if err != nil {
+			if errors.Is(err, kafka.UnknownTopicOrPartition) {
+				return nil, fmt.Errorf("%w: %s: %v", errNoStateTopic, topic, err)
+			}
+			return nil, fmt.Errorf("partitions of %s: %w", topic, err)
+		}
+		counts[i] = len(parts)
+	}
+	if counts[0] != counts[1] {
+		return nil, fmt.Errorf("%w: %s has %d partitions, %s %d", errNoStateTopic, s.stateTopic, counts[1], s.featuresTopic, counts[0])
+	}
+	first, last, err := s.offsets(ctx, dialer, s.stateTopic, id)
+	if err != nil {
+		return nil, err
+	}
+	var out []kafka.Message
+	err = s.readRange(ctx, s.stateTopic, id, first, last, func(m *kafka.Message) {
+		out = append(out, kafka.Message{Key: m.Key, Value: m.Value, Offset: m.Offset})
+	})
+	return out, err
+}
+
+// offsets returns the first and the next offset of a partition.
+func (s *Stage) offsets(ctx context.Context, dialer *kafka.Dialer, topic string, id int) (first, last int64, err error) {
+	var errs []error
+	for _, b := range s.cfg.Brokers {
+		conn, err := dialer.DialLeader(ctx, "tcp", b, topic, id)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		first, last, err = conn.ReadOffsets()
+		conn.Close()
+		if err == nil {
+			return first, last, nil
+		}
+		errs = append(errs, err)
+	}
+	return 0, 0, fmt.Errorf("offsets of %s/%d: %w", topic, id, errors.Join(errs...))
+}
+
+// readRange calls fn for each record of topic/id with an offset in
+// [from, to), in order; from is raised to the partition's first offset if
+// retention removed what came before. Each read may take up to the
+// configured timeout.
+func (s *Stage) readRange(ctx context.Context, topic string, id int, from, to int64, fn func(*kafka.Message)) error {
+	if from >= to {
+		return nil
+	}
+	dialer, err := s.cfg.Dialer()
+	if err != nil {
+		return err
+	}
+	first, _, err := s.offsets(ctx, dialer, topic, id)
+	if err != nil {
+		return err
+	}
+	if from < first {
+		s.log.Warn("records before the partition's first offset are gone; reading from there", "topic", topic, "partition", id, "from", from, "first", first)
+		from = first
+		if from >= to {
+			return nil
+		}
+	}
+	r := kafka.NewReader(kafka.ReaderConfig{
+		Brokers:        s.cfg.Brokers,
+		Topic:          topic,
+		Partition:      id,
+		Dialer:         dialer,
+		MinBytes:       1,
+		MaxBytes:       s.cfg.Reader.MaxBytes,
+		MaxWait:        s.cfg.Reader.MaxWait,
+		ReadBackoffMin: s.cfg.RetryBackoff,
+		ReadBackoffMax: s.cfg.RetryBackoffMax,
+		Logger:         stream.Logger(s.log),
+		ErrorLogger:    stream.ErrorLogger(s.log),
+	})
+	defer r.Close()
+	if err := r.SetOffset(from); err != nil {
+		return fmt.Errorf("read %s/%d from %d: %w", topic, id, from, err)
+	}
+	for {
+		rctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+		m, err := r.ReadMessage(rctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("read %s/%d at %d of [%d, %d): %w", topic, id, r.Offset(), from, to, err)
+		}
+		if m.Offset >= to {
+			return nil
+		}
+		fn(&m)
+		if m.Offset+1 >= to {
+			return nil
+		}
+	}
+}
+
+// finalCheckpoint writes a round for every partition still held, after
+// the consumer has stopped. It has half an interval (or the timeout, if
+// shorter) to be acknowledged: see the note at the top of this file.
+func (s *Stage) finalCheckpoint(ctx context.Context) {
+	if !s.checkpointsOn() || s.current.Load() == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.syncAssignment()
+	em := &s.em
+	em.reset()
+	s.checkpointDue(em, s.now(), true)
+	if len(em.msgs) == 0 {
+		return
+	}
+	wait := min(s.set.State.CheckpointInterval/2, s.cfg.Timeout)
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), wait)
+	defer cancel()
+	if err := s.produce(pctx, em); err != nil {
+		s.log.Warn("final checkpoint failed; the next owner replays from the one before", "err", err)
+		return
+	}
+	s.log.Info("checkpointed host states", "hosts", em.states, "tombstones", em.tombs)
+}
