@@ -40,6 +40,7 @@ var configTests = []struct {
 	}},
 	{"many.bad.yaml", []string{
 		"-kafka.brokers", "-scorer.state.ttl: must be positive, got 0s",
+		"-scorer.state.checkpoint-interval: must be 0 (off) or at least 100ms, got 10ms",
 		"-scorer.alerts.window: must be positive, got -1m0s", "-scorer.alerts.explain: must be between 0 and 32, got 99",
 		`-scorer.actions.block-severity: must be low, medium, high or critical, got "urgent"`,
 		"-scorer.actions.calm: must be positive, got 0s",
@@ -72,7 +73,7 @@ func TestConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if full.TopicPrefix != "prod." || len(full.Scorer.Alerts.Outputs) != 3 || full.Scorer.State.TTL != 30*time.Minute || full.Scorer.Actions.Topic != "" {
+	if full.TopicPrefix != "prod." || len(full.Scorer.Alerts.Outputs) != 3 || full.Scorer.State.TTL != 30*time.Minute || full.Scorer.State.CheckpointInterval != time.Minute || full.Scorer.Actions.Topic != "" {
 		t.Errorf("full.good.yaml decoded to %+v", full.Scorer)
 	}
 	if err := DefaultConfig().Validate(); err == nil || !strings.Contains(err.Error(), "-scorer.model.keys") {

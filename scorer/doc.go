@@ -5,21 +5,33 @@
 // keep alerting.
 //
 // Topics: it reads features (Arrow, keyed by host, so all flows of a host
-// reach one replica in order) and models (compacted, signed ModelUpdates,
+// reach one replica in order), scorer.state (when it takes a partition
+// over) and models (compacted, signed ModelUpdates,
 // read from the start by every replica with plain partition readers). It
 // writes scores (Arrow in the features.ScoresSchema layout, assembled from
 // the input's and the model's buffers without copying; one or more messages
 // per features message, keyed alike), alerts (Avro schemas.Alert in Confluent
 // framing by default; ECS or OCSF JSON per topic with -scorer.alerts.outputs)
-// and actions (Avro schemas.Action).
+// actions (Avro schemas.Action) and scorer.state (host checkpoints).
 //
 // State: per features partition, a store of host states (h and c in two
 // contiguous float32 slabs, about 650 bytes per host at H=64) bounded by an
 // idle TTL and a cap with least-recently-seen eviction. Time for the TTL,
 // alert windows, hysteresis and calm-down is event time (flow end times),
 // so a replay ages hosts as the original traffic did; only the republish
-// interval of a growing alert is wall time. State is not checkpointed: a
-// replica that takes over a partition starts its hosts from zero.
+// interval of a growing alert is wall time.
+//
+// Warm restarts: every -scorer.state.checkpoint-interval (and when it
+// stops) a replica writes the states of the hosts that changed to the
+// compacted scorer.state topic, keyed by host, in the partition numbered
+// like their features partition: a small versioned binary record with h
+// and c, the host's counters and times, the features offset the state is
+// as of, and the identity of the encoder that wrote it. A replica that
+// gets a partition (at start or in a rebalance) reads that scorer.state
+// partition to its end before scoring, restores the hosts written by its
+// own encoder, and silently replays the features between the checkpoint
+// and the offset it starts at, so its hosts continue exactly where the
+// previous owner left them. Open alerts and episodes are not checkpointed.
 //
 // Inference: a message's rows are planned into waves (the k-th flow of every
 // host in wave k); each wave gathers its hosts' states, steps them through
@@ -82,6 +94,11 @@
 //	metaids_scorer_state_bytes
 //	metaids_scorer_state_bytes_per_host
 //	metaids_scorer_output_records_total{output}    scores | alerts | actions
+//	metaids_scorer_state_checkpoint_records_total{kind}  state | tombstone
+//	metaids_scorer_state_restores_total{result}    ok | failed | no_topic
+//	metaids_scorer_state_restored_hosts_total{result}  restored | other_encoder | malformed
+//	metaids_scorer_state_replayed_flows_total
+//	metaids_scorer_state_restore_seconds           histogram
 //
 // The stream consumer and producer add the metaids_stream_* series.
 package scorer
