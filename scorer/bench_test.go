@@ -96,8 +96,9 @@ func benchMessages(tb testing.TB, count, flows, hosts int) [][]byte {
 }
 
 // BenchmarkScorer measures the scorer's work per features message: decode,
-// plan waves, gather, step, scatter, build and encode the scores, and raise,
-// aggregate and encode alerts (everything but the network). Run it at
+// plan waves, gather, step, scatter, build and encode the scores, raise,
+// aggregate and encode alerts, and checkpoint the changed hosts every 30
+// messages (everything but the network). Run it at
 // GOMAXPROCS=1 with -cpu 1, as the acceptance target (300,000 flows/s) is
 // per core.
 func BenchmarkScorer(b *testing.B) {
@@ -112,7 +113,8 @@ func BenchmarkScorer(b *testing.B) {
 				batch[0] = kafka.Message{Topic: s.featuresTopic, Key: []byte("k"), Value: msgs[i%len(msgs)]}
 				em.reset()
 				s.scoreBatch(batch, &em)
-				clk.advance(time.Second) // grown alerts are re-published every 10 batches
+				s.checkpointDue(&em, s.now(), false) // a round every 30 batches
+				clk.advance(time.Second)             // grown alerts are re-published every 10 batches
 			}
 			for i := range msgs { // every host seen once, alerts opened
 				run(i)

@@ -6,13 +6,13 @@
 //
 // Topics: it reads features (Arrow, keyed by host, so all flows of a host
 // reach one replica in order), scorer.state (when it takes a partition
-// over) and models (compacted, signed ModelUpdates,
-// read from the start by every replica with plain partition readers). It
-// writes scores (Arrow in the features.ScoresSchema layout, assembled from
-// the input's and the model's buffers without copying; one or more messages
-// per features message, keyed alike), alerts (Avro schemas.Alert in Confluent
-// framing by default; ECS or OCSF JSON per topic with -scorer.alerts.outputs)
-// actions (Avro schemas.Action) and scorer.state (host checkpoints).
+// over) and models (compacted, signed ModelUpdates, read from the start by
+// every replica with plain partition readers). It writes scores (Arrow in
+// the features.ScoresSchema layout, assembled from the input's and the
+// model's buffers without copying; one or more messages per features
+// message, keyed alike), alerts (Avro schemas.Alert in Confluent framing by
+// default; ECS or OCSF JSON per topic with -scorer.alerts.outputs), actions
+// (Avro schemas.Action) and scorer.state (host checkpoints).
 //
 // State: per features partition, a store of host states (h and c in two
 // contiguous float32 slabs, about 650 bytes per host at H=64) bounded by an
