@@ -132,8 +132,10 @@ func prepare(ctx context.Context, cfg Config, log *slog.Logger) (*model.Model, *
 			}
 		}
 	}
-	if _, ok := m.ClassIndex(schemas.VerdictBenign); !ok {
-		return nil, nil, nil, fmt.Errorf("model has no %q class: the adapter cannot tell false positives", schemas.VerdictBenign)
+	// The scorer takes class 0 for benign (its most probable attack class
+	// is the most probable of the others), and so does the adapter's gate.
+	if m.NumClasses() == 0 || m.Classes()[0] != schemas.VerdictBenign {
+		return nil, nil, nil, fmt.Errorf("model classes %v: class 0 must be %q, as the scorer assumes", m.Classes(), schemas.VerdictBenign)
 	}
 	if m.Name == "" {
 		m.Name = "metaids"

@@ -29,8 +29,12 @@
 // schemas.Flow), reads every score back from the scores topic and every
 // alert from the alerts topic, and, once a new family's first K flows are
 // scored, sends K labels on the labels topic as an analyst would. The
-// adapter fits, gates and publishes a head update; the scorer swaps it in
-// while the replay goes on.
+// adapter fits, gates and publishes a head update; the scorer swaps it in.
+// By default (LiveConfig.Sync) the replay waits after the K-th flow until
+// the update serves or the gate rejects it, then goes on, so that which
+// flows the update scores does not depend on the replay rate; the wait is
+// the adaptation latency reported. Without Sync the replay runs on and the
+// flows in between are scored by the old model.
 //
 // Offline (Config.Offline) runs the same model code in this process without
 // Kafka: per-host LSTM state stepped with model.Step exactly as the scorer

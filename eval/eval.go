@@ -62,6 +62,15 @@ func WriteTable(w io.Writer, rep *Report) error {
 				f(fr.RecallBefore), f(fr.RecallAfter), f(fr.FamilyRecallAfter), f(fr.PrecisionAfter), f(fr.F1After))
 		}
 	}
+	for _, ad := range rep.Adaptations {
+		fams := strings.Join(ad.Families, ", ")
+		if ad.Accepted {
+			fmt.Fprintf(&b, "update: %s, %d labels -> v%d, first score by it after %s ms (serving after %s ms)\n",
+				fams, ad.Labels, ad.Version, f1d(ad.LatencyMs), f1d(ad.ServingMs))
+		} else {
+			fmt.Fprintf(&b, "update: %s, %d labels -> rejected: %s\n", fams, ad.Labels, ad.Reason)
+		}
+	}
 	fmt.Fprintf(&b, "%-28s %7s %7s %9s %8s\n", "class", "support", "recall", "precision", "detected")
 	for _, name := range slices.Sorted(maps.Keys(rep.PerClass)) {
 		c := rep.PerClass[name]

@@ -96,10 +96,6 @@ type liveAdaptation struct {
 // rows, reads the scores, alerts, dead letters and model updates back,
 // and plays the analyst (see the package doc).
 func runLive(ctx context.Context, cfg Config, m *model.Model, es *evalSet, log *slog.Logger) (*outcome, error) {
-	plan, err := buildReplay(es, "")
-	if err != nil {
-		return nil, err
-	}
 	keys, err := os.MkdirTemp("", "metaids-eval-keys-")
 	if err != nil {
 		return nil, err
@@ -110,8 +106,6 @@ func runLive(ctx context.Context, cfg Config, m *model.Model, es *evalSet, log *
 	liveTimings(&pc.Kafka)
 	pc.Broker.Partitions = cfg.Live.Partitions
 	pc.Model.SigningKey = keys + "/signing-key.pem"
-	pc.Ingest.Inputs = slices.Sorted(maps.Keys(plan.formats))
-	pc.Ingest.Formats = plan.formats
 	pc.Ingest.Partitions = cfg.Live.Partitions
 	pc.Ingest.Replay = true
 	pc.Features.Batch.Linger = 10 * time.Millisecond
@@ -125,6 +119,12 @@ func runLive(ctx context.Context, cfg Config, m *model.Model, es *evalSet, log *
 	pc.Adapter.MinLabels = cfg.Shots
 	pc.Adapter.FitInterval = 0
 	pc.Adapter.Group = "metaids-eval-adapter"
+	plan, err := buildReplay(es, pc.Kafka.TopicPrefix)
+	if err != nil {
+		return nil, err
+	}
+	pc.Ingest.Inputs = slices.Sorted(maps.Keys(plan.formats))
+	pc.Ingest.Formats = plan.formats
 	if err := pc.Validate(); err != nil {
 		return nil, fmt.Errorf("live pipeline config: %w", err)
 	}
@@ -197,6 +197,7 @@ func runLive(ctx context.Context, cfg Config, m *model.Model, es *evalSet, log *
 	}
 	defer lv.out.Close()
 	lv.labelsTopic = topics.Labels()
+	lv.topics = topics
 	lv.serving = p.Scorer.ModelVersion
 	lv.paused, lv.resume, lv.pausedAt = make(chan int), make(chan struct{}), -1
 
@@ -239,6 +240,7 @@ type liveRun struct {
 	sum     *LiveSummary
 
 	labelsTopic string
+	topics      schemas.Topics
 	// serving is the scorer's model version; paused carries the row after
 	// which the replay waits (Sync), and resume lets it go on.
 	serving    func() int64
@@ -343,7 +345,7 @@ func (lv *liveRun) replay(ctx context.Context, kc stream.Config) error {
 		pause := -1
 		for i < len(msgs) && len(batch) < maxBatch && sent < due && pause < 0 {
 			mg := msgs[i]
-			batch = append(batch, stream.AtPartition(kafka.Message{Topic: mg.topic, Value: mg.value}, 0))
+			batch = append(batch, stream.AtPartition(kafka.Message{Topic: kc.Topic(mg.topic), Value: mg.value}, 0))
 			if mg.row >= 0 {
 				lv.prodAt[mg.row].Store(now.UnixNano())
 				sent++
@@ -407,7 +409,9 @@ func (lv *liveRun) loop(ctx context.Context, events <-chan liveEvent, replayDone
 			lv.pausedAt, lv.pauseSince = j, time.Now()
 			progress = time.Now()
 		case <-tick.C:
-			lv.checkRejected()
+			if !lv.settled() {
+				lv.checkRejected()
+			}
 			lv.checkServing()
 			if lv.pausedAt >= 0 && lv.updateSettled(lv.pausedAt) {
 				lv.pausedAt = -1
@@ -468,7 +472,7 @@ func (lv *liveRun) settled() bool {
 }
 
 func (lv *liveRun) handle(ctx context.Context, ev liveEvent) error {
-	topics := schemas.Topics{Prefix: ""}
+	topics := lv.topics
 	switch ev.topic {
 	case topics.Scores():
 		return lv.scores(ctx, ev)

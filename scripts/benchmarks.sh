@@ -20,35 +20,37 @@ trap 'rm -rf "$work"' EXIT
 go build -o "$work/metaids" ./cmd/metaids
 doc="$work/benchmarks.md"
 
+# show quotes a command for the document, with this run's paths made
+# generic.
+show() {
+  local s
+  s=$(printf '%q ' "$@")
+  s=${s//"$work/metaids"/metaids}
+  s=${s//"$work/"/}
+  s=${s//"$SHARED"/../shared/datasets}
+  echo "${s% }"
+}
+
 # run prints a command and, in one fenced block, what it printed; the
 # command's own exit status is recorded, not fatal: a failing benchmark or
 # evaluation is itself a result.
 run() {
   local title=$1; shift
-  echo "running: $*" >&2
+  echo "running: $(show "$@")" >&2
   {
     echo
     echo "$title"
     echo
     echo '```'
-    echo "\$ $*"
+    echo "\$ $(show "$@")"
     local status=0
-    "$@" 2>&1 | sed -e "s#$work/#\$WORK/#g" || status=$?
+    "$@" 2>&1 | sed -e "s#$work/##g" || status=$?
     [ "$status" -eq 0 ] || echo "(exit status $status)"
     echo '```'
   } >>"$doc"
 }
 
-# benchmark runs a package's benchmarks, keeping the result lines.
-benchmark() {
-  go test -run '^$' -bench . -benchmem -benchtime "$BENCHTIME" "$1" | grep -E '^(Benchmark|goos|goarch|cpu|ok|FAIL|---)'
-}
-
-# evaluate runs `metaids eval` and prints its table (the report goes to
-# $work, the logs are dropped: they are for operators).
-evaluate() {
-  "$work/metaids" eval "$@" -log.level=error -plots=none
-}
+bench() { run "$1" go test -run '^$' -bench . -benchmem -benchtime "$BENCHTIME" "$2"; }
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
 mem=$(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo 2>/dev/null || true)
@@ -79,13 +81,13 @@ The machine is shared: other work running at the same time lowers the rates and 
 custom columns (flows/s, records/s …) are the rate each benchmark reports.
 EOF
 
-run "### ingest: decoders, validation, the stage over the embedded broker" benchmark ./ingest
-run "### scorer: batched stateful inference and alerting, state memory per host" benchmark ./scorer
-run "### adapter: fitting and gating a head update" benchmark ./adapter
-run "### model: the LSTM step, GEMM kernels, the training tape" benchmark ./model
-run "### features: vectors, partitioning, Arrow batches" benchmark ./features
-run "### schemas: Avro codecs, model-update signatures" benchmark ./schemas
-run "### stream: produce/consume over the embedded broker" benchmark ./stream
+bench "### ingest: decoders, validation, the stage over the embedded broker" ./ingest
+bench "### scorer: batched stateful inference and alerting, state memory per host" ./scorer
+bench "### adapter: fitting and gating a head update" ./adapter
+bench "### model: the LSTM step, GEMM kernels, the training tape" ./model
+bench "### features: vectors, partitioning, Arrow batches" ./features
+bench "### schemas: Avro codecs, model-update signatures" ./schemas
+bench "### stream: produce/consume over the embedded broker" ./stream
 
 cat >>"$doc" <<'EOF'
 
@@ -106,11 +108,11 @@ if [ -d "$SHARED" ]; then
   ctu="$SHARED/stratosphere-ctu50-zeek"
   luf="$SHARED/luflow"
   run "### CIC-IDS2017 (improved, sampled), two families new, K = 10, live" \
-    evaluate -data "$cic" -new-family "DoS Slowloris" -new-family "Web Attack - Brute Force" -shots 10 -out "$work/cic-live.json"
+    "$work/metaids" eval -data "$cic" -new-family "DoS Slowloris" -new-family "Web Attack - Brute Force" -shots 10 -out "$work/cic-live.json" -plots=none -log.level=error
   run "### CIC-IDS2017, the same offline" \
-    evaluate -data "$cic" -new-family "DoS Slowloris" -new-family "Web Attack - Brute Force" -shots 10 -offline -out "$work/cic-offline.json"
+    "$work/metaids" eval -data "$cic" -new-family "DoS Slowloris" -new-family "Web Attack - Brute Force" -shots 10 -offline -out "$work/cic-offline.json" -plots=none -log.level=error
   run "### Stratosphere CTU-50 (Zeek conn.log), its one family new, K = 10, live" \
-    evaluate -data "$ctu" -format zeek -new-family External-Attack-to-Device -shots 10 -out "$work/ctu-live.json"
+    "$work/metaids" eval -data "$ctu" -format zeek -new-family External-Attack-to-Device -shots 10 -out "$work/ctu-live.json" -plots=none -log.level=error
   cat >>"$doc" <<'EOF'
 
 ## End-to-end rate
@@ -121,7 +123,7 @@ same cores as the stages. `throughput` is scored flows over the time from the fi
 read. LUFlow has no families: `malicious` is taught as one from 10 labels.
 EOF
   run "### LUFlow, malicious new, K = 10, live, unthrottled" \
-    evaluate -data "$luf" -new-family malicious -shots 10 -live.rate 0 -out "$work/luflow-live.json"
+    "$work/metaids" eval -data "$luf" -new-family malicious -shots 10 -live.rate 0 -out "$work/luflow-live.json" -plots=none -log.level=error
 else
   echo >>"$doc"
   echo "(no datasets at $SHARED: evaluation skipped)" >>"$doc"
