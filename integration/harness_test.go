@@ -636,12 +636,18 @@ func (h *harness) holdNextProduce(topic string) (held <-chan struct{}, release f
 	var once sync.Once
 	release = func() { once.Do(func() { close(releasec) }) }
 	h.t.Cleanup(release)
+	var taken atomic.Bool
 	c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
 		preq := req.(*kmsg.ProduceRequest)
 		if !slices.ContainsFunc(preq.Topics, func(t kmsg.ProduceRequestTopic) bool { return t.Topic == topic }) {
 			return nil, nil, false // not ours: handled as usual, and the control stays
 		}
 		c.DropControl()
+		// The control runs again for requests that arrive while it
+		// sleeps; it holds only the first.
+		if !taken.CompareAndSwap(false, true) {
+			return nil, nil, false
+		}
 		close(heldc)
 		c.SleepControl(func() { <-releasec })
 		return nil, nil, false
