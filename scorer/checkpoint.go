@@ -48,8 +48,10 @@ import (
 // holds the generation: a round's records are acknowledged before anyone
 // else can be assigned the partition. The stop-time round runs after the
 // consumer has left the group; it has half an interval to land, and a new
-// owner writes its first round only a whole interval after it restored,
-// so the last word on a host is the new owner's.
+// owner writes its first round half an interval after it took the
+// partition, so the last word on a host is the new owner's. (The first
+// round comes that early, rather than a whole interval in, because a
+// partition with no round yet is restored with nothing to replay from.)
 //
 // Checkpoints are written in the handler's produce, with the batch's
 // outputs, and a batch is committed only once they are acknowledged.
@@ -206,6 +208,12 @@ func decodeCheckpoint(b []byte, ck *checkpoint) error {
 // checkpointsOn reports whether the stage checkpoints and restores.
 func (s *Stage) checkpointsOn() bool { return s.set.State.CheckpointInterval > 0 }
 
+// firstRound returns the ckptAt of a partition just taken: its first round
+// is due half an interval later.
+func (s *Stage) firstRound() time.Time {
+	return s.now().Add(-s.set.State.CheckpointInterval / 2)
+}
+
 // checkpointDue writes a checkpoint round into em for every partition whose
 // interval has passed, or for all of them if force is set.
 func (s *Stage) checkpointDue(em *emitter, now time.Time, force bool) {
@@ -289,7 +297,7 @@ func (s *Stage) restoreNew(ctx context.Context, sv *served, batch []kafka.Messag
 // with no scorer.state partition is not checkpointed.
 func (s *Stage) restore(ctx context.Context, sv *served, p *partition, from int64) {
 	start := time.Now()
-	p.next, p.ckptAt = from, s.now()
+	p.next, p.ckptAt = from, s.firstRound()
 	log := s.log.With("partition", p.id)
 	recs, err := s.readState(ctx, p.id)
 	if errors.Is(err, errNoStateTopic) {

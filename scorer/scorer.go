@@ -84,7 +84,7 @@ type partition struct {
 
 	next   int64     // features offset after the last message applied; −1 before any
 	ckpt   bool      // its hosts are checkpointed
-	ckptAt time.Time // wall time of the last checkpoint round (or of the restore)
+	ckptAt time.Time // wall time of the last checkpoint round (see firstRound)
 }
 
 // New returns a Stage for cfg, after checking cfg, loading the trusted keys
@@ -389,7 +389,7 @@ func (s *Stage) partition(sv *served, id int) *partition {
 			episodes: make(map[string]*episode),
 			next:     -1,
 			ckpt:     s.checkpointsOn(),
-			ckptAt:   s.now(),
+			ckptAt:   s.firstRound(),
 		}
 		s.parts[id] = p
 	}
