@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -18,6 +20,7 @@ import (
 	"github.com/metaids/metaids/ingest"
 	"github.com/metaids/metaids/integration"
 	"github.com/metaids/metaids/schemas"
+	"github.com/metaids/metaids/stream"
 )
 
 // The accounting test replays flows with known ids through ingest, scorer
@@ -384,6 +387,7 @@ func runAccounting(t *testing.T, sc accountingScenario, n int) accountingResult 
 	sc.inject(a)
 	a.produceRest()
 	h.waitSettled(a.flowsAll(), 90*time.Second)
+	h.waitDrained(60 * time.Second)
 
 	var restarts []string
 	for _, r := range a.replicas {
@@ -449,4 +453,83 @@ func TestAccounting(t *testing.T) {
 		fmt.Fprintf(&sb, "| %s | %d | %d | %d | %s | %d | %s |\n", r.name, r.b.In, r.b.Scored, r.b.Duplicates, strings.Join(dl, ", "), r.b.Lost, r.restarts)
 	}
 	t.Logf("accounting report:\n%s", sb.String())
+}
+
+// TestRedeliveryKeepsOutcome checks that a record redelivered after its
+// batch failed to commit is judged as it was the first time: a flow eight
+// days older than its partition's latest (ingest's -ingest.max-age is 7
+// days, measured in replay mode against the partition's newest flow) is
+// dead-lettered, and must not be scored when it comes back to a restarted
+// ingest that has not seen the newer flow.
+//
+// It fails today: ingest's replay-mode reference time lives in memory
+// only, so a restarted ingest (or the replica a rebalance hands the
+// partition to) accepts any age for the first record it sees on a
+// partition. See docs/reliability.md, "Known gaps". It runs when
+// METAIDS_KNOWN_BUGS is set, until ingest is fixed.
+func TestRedeliveryKeepsOutcome(t *testing.T) {
+	if testing.Short() {
+		t.Skip("accounting: runs the pipeline over the embedded broker")
+	}
+	if os.Getenv("METAIDS_KNOWN_BUGS") == "" {
+		t.Skip("known bug: ingest's replay reference time is not restored on redelivery (docs/reliability.md, Known gaps); set METAIDS_KNOWN_BUGS=1 to run")
+	}
+	h := newHarness(t, harnessOptions{})
+	ing := h.startIngest("ingest-1")
+	h.startScorer("scorer-1")
+	host := netip.MustParseAddr("10.0.0.77")
+	record := func(start time.Time) kafka.Message {
+		f := schemas.Flow{StartNs: start.UnixNano(), EndNs: start.Add(time.Second).UnixNano(), SrcAddr: host,
+			DstAddr: netip.MustParseAddr("10.0.1.20"), SrcPort: 40000, DstPort: 443, Proto: 6, BytesOut: 900, BytesIn: 4000, PktsOut: 8, PktsIn: 9, TCPFlags: 0x1b}
+		return kafka.Message{Topic: h.input, Key: host.AppendTo(nil), Value: integration.AppendNProbeJSON(nil, &f)}
+	}
+	partition := stream.PartitionFor(host.AppendTo(nil), harnessPartitions)
+	group := h.ingestConfig().Ingest.Group
+	now := trafficStart.Add(time.Hour)
+
+	h.produce([]kafka.Message{record(now)}, []expectation{{1, integration.OutcomeScored}})
+	h.waitSettled(1, 30*time.Second)
+	waitCommitted(t, h, group, partition, 1)
+
+	// The next batch's commit fails more often than ingest retries it:
+	// ingest stops, and its supervisor starts a fresh one.
+	f := h.cluster().Fault(kfake.Fault{Keys: []kmsg.Key{kmsg.OffsetCommit}, Group: group,
+		Err: kerr.CoordinatorNotAvailable, Count: h.kafka.Group.CommitRetries + 1})
+	h.produce([]kafka.Message{record(now.Add(-8 * 24 * time.Hour)), record(now.Add(time.Minute))},
+		[]expectation{{1, string(ingest.ReasonTimeOutOfWindow)}, {1, integration.OutcomeScored}})
+	ctx, cancel := context.WithTimeout(h.ctx, 30*time.Second)
+	defer cancel()
+	if err := f.Wait(ctx, h.kafka.Group.CommitRetries+1); err != nil {
+		t.Fatalf("commit faults answered %d requests: %v", f.Hits(), err)
+	}
+	h.waitSettled(3, 30*time.Second)
+	h.waitDrained(30 * time.Second)
+	h.syncTails()
+	b := h.ledger.Balance()
+	t.Logf("books: %v; ingest restarts: %d (%s)", b, ing.restarts(), ing.firstFailure())
+	if ing.restarts() == 0 {
+		t.Errorf("ingest did not fail on the commit faults: the batch was not redelivered")
+	}
+	if err := b.Err(); err != nil {
+		t.Errorf("books do not balance:\n%v", err)
+	}
+}
+
+// waitCommitted waits until group has committed offset on the input
+// topic's partition.
+func waitCommitted(t *testing.T, h *harness, group string, partition int, offset int64) {
+	t.Helper()
+	client := &kafka.Client{Addr: kafka.TCP(h.kafka.Brokers...), Timeout: 5 * time.Second}
+	eventually(t, 30*time.Second, func() error {
+		resp, err := client.OffsetFetch(h.ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{h.input: {partition}}})
+		if err != nil {
+			return err
+		}
+		for _, p := range resp.Topics[h.input] {
+			if p.Partition == partition && p.CommittedOffset == offset {
+				return nil
+			}
+		}
+		return fmt.Errorf("%s has not committed offset %d of %s/%d: %+v", group, offset, h.input, partition, resp.Topics[h.input])
+	})
 }

@@ -326,6 +326,34 @@ func (h *harness) waitSettled(n int, timeout time.Duration) {
 	})
 }
 
+// waitDrained waits until ingest has committed every input record and the
+// scorer every features message: nothing is in flight any more, so no
+// late output (a redelivery's) can follow the reconciliation.
+func (h *harness) waitDrained(timeout time.Duration) {
+	h.t.Helper()
+	client := &kafka.Client{Addr: kafka.TCP(h.kafka.Brokers...), Timeout: 5 * time.Second}
+	groups := map[string]string{h.ingestConfig().Ingest.Group: h.input, h.scorerConfig().Scorer.Group: h.topics.Features()}
+	eventually(h.t, timeout, func() error {
+		for group, topic := range groups {
+			end := h.endOffsets(topic)
+			parts := make([]int, len(end))
+			for p := range parts {
+				parts[p] = p
+			}
+			resp, err := client.OffsetFetch(h.ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
+			if err != nil {
+				return fmt.Errorf("committed offsets of %s: %w", group, err)
+			}
+			for _, p := range resp.Topics[topic] {
+				if end[p.Partition] > 0 && p.CommittedOffset < end[p.Partition] {
+					return fmt.Errorf("%s has committed %s/%d to %d of %d", group, topic, p.Partition, p.CommittedOffset, end[p.Partition])
+				}
+			}
+		}
+		return nil
+	})
+}
+
 // ---- readers ----
 
 // follow starts readers of the input, scores, dead-letter and alerts
