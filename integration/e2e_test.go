@@ -35,7 +35,6 @@ func trainedModel(t *testing.T) *model.Model {
 	t.Helper()
 	modelOnce.Do(func() {
 		sc := dataset.DefaultSyntheticConfig()
-		sc.Duration = 12 * time.Minute
 		recs, err := dataset.Synthetic(sc)
 		if err != nil {
 			modelErr = err
@@ -49,7 +48,6 @@ func trainedModel(t *testing.T) *model.Model {
 			return
 		}
 		tc := train.DefaultConfig()
-		tc.Epochs, tc.PretrainEpochs = 6, 2
 		res, err := train.Train(context.Background(), d, tc, nil)
 		if err != nil {
 			modelErr = err

@@ -25,6 +25,12 @@ type Config struct {
 	// so the model copes with whatever state a host's history left (see
 	// trainer.initStates). Default 0.5.
 	StateReplay float64 `yaml:"state-replay" help:"probability that a mid-stream window starts from another window's final state"`
+	// ColdStart is the probability that a window starting mid-stream is
+	// scored from a zero state with no burn-in, as the scorer scores a host
+	// it has never seen (or has evicted): every host's first flows. Trained
+	// only on each stream's true beginning, the synthetic model called a
+	// fresh host's first NTP flow a port scan (p 0.68). Default 0.25.
+	ColdStart float64 `yaml:"cold-start" help:"probability that a mid-stream window is scored from a zero state without burn-in, like a new host"`
 	// Batch is the number of windows per optimizer step. Default 64.
 	Batch int `yaml:"batch" help:"windows per optimizer step"`
 	// PretrainEpochs is the number of epochs of self-supervised next-flow
@@ -127,7 +133,7 @@ type Adv struct {
 // DefaultConfig returns the defaults documented on Config's fields.
 func DefaultConfig() Config {
 	return Config{
-		Seed: 1, Hidden: 64, Window: 16, BurnIn: 4, StateReplay: 0.5, Batch: 64,
+		Seed: 1, Hidden: 64, Window: 16, BurnIn: 4, StateReplay: 0.5, ColdStart: 0.25, Batch: 64,
 		PretrainEpochs: 4, Epochs: 30, Patience: 6,
 		Dropout: 0.3, LR: 3e-3, WeightDecay: 0.01, ClipNorm: 5,
 		Weights:   Weights{Predict: 1, Classify: 1, Meta: 0.5, Adversarial: 0.5},
@@ -149,6 +155,7 @@ func (c Config) Validate() error {
 	bad("window", c.Window >= 2 && c.Window <= 256, "between 2 and 256", c.Window)
 	bad("burn-in", c.BurnIn >= 0 && c.BurnIn < c.Window, "at least 0 and below -train.window", c.BurnIn)
 	bad("state-replay", c.StateReplay >= 0 && c.StateReplay <= 1, "in [0, 1]", c.StateReplay)
+	bad("cold-start", c.ColdStart >= 0 && c.ColdStart <= 1, "in [0, 1]", c.ColdStart)
 	bad("batch", c.Batch >= 1 && c.Batch <= 4096, "between 1 and 4096", c.Batch)
 	bad("pretrain-epochs", c.PretrainEpochs >= 0 && c.PretrainEpochs <= 1000, "between 0 and 1000", c.PretrainEpochs)
 	bad("epochs", c.Epochs >= 0 && c.Epochs <= 1000, "between 0 and 1000", c.Epochs)

@@ -375,7 +375,8 @@ func (tr *trainer) fill(slot int, r ref) int {
 	T, F, B := tr.t, tr.f, tr.cfg.BurnIn
 	start := max(0, int(r.p)-(T-1))
 	n := min(T, st.Len()-start)
-	tr.fresh[slot] = start == 0
+	cold := start > 0 && tr.cfg.ColdStart > 0 && tr.rng.Float64() < tr.cfg.ColdStart
+	tr.fresh[slot] = start == 0 || cold // initStates gives fresh slots zero states
 	x := tr.x[slot*T*F : (slot+1)*T*F]
 	copy(x, st.X[start*F:(start+n)*F])
 	for t := n; t < T; t++ {
@@ -383,7 +384,7 @@ func (tr *trainer) fill(slot int, r ref) int {
 	}
 	for t := range T {
 		o := slot*T + t
-		valid := t < n && (start == 0 || t >= B)
+		valid := t < n && (start == 0 || cold || t >= B)
 		tr.labels[o], tr.pmask[o], tr.attack[o] = -1, false, false
 		if !valid {
 			continue
