@@ -82,6 +82,11 @@ func hostileKinds() []hostile {
 		{"giant_field", reason(ingest.ReasonTooLarge), 1, func(g []byte, _ schemas.Flow) []byte {
 			return addMember(g, "L7_PROTO_NAME", `"`+strings.Repeat("A", 100<<10)+`"`) // over -ingest.max-record-bytes
 		}},
+		{"over_request_limit", reason(ingest.ReasonTooLarge), 1, func(g []byte, _ schemas.Flow) []byte {
+			// Larger than ingest's own produce requests (-kafka.writer.batch-bytes,
+			// 1 MiB): its dead letter must still fit in one.
+			return addMember(g, "L7_PROTO_NAME", `"`+strings.Repeat("B", 3<<19)+`"`)
+		}},
 		{"large_field_under_limit", integration.OutcomeScored, 1, func(g []byte, _ schemas.Flow) []byte {
 			return addMember(g, "L7_PROTO_NAME", `"`+strings.Repeat("A", 48<<10)+`"`)
 		}},
@@ -394,7 +399,7 @@ func runAccounting(t *testing.T, sc accountingScenario, n int) accountingResult 
 		r.stop(t)
 		if n := r.restarts(); n > 0 {
 			restarts = append(restarts, fmt.Sprintf("%s×%d", r.name, n))
-			a.note("%s failed %d times; first: %s", r.name, n, r.firstFailure())
+			a.note("%s failed %d times; first: %s; last: %s", r.name, n, r.failure(0), r.failure(-1))
 		}
 	}
 	for _, c := range a.children {
@@ -506,7 +511,7 @@ func TestRedeliveryKeepsOutcome(t *testing.T) {
 	h.waitDrained(30 * time.Second)
 	h.syncTails()
 	b := h.ledger.Balance()
-	t.Logf("books: %v; ingest restarts: %d (%s)", b, ing.restarts(), ing.firstFailure())
+	t.Logf("books: %v; ingest restarts: %d (%s)", b, ing.restarts(), ing.failure(0))
 	if ing.restarts() == 0 {
 		t.Errorf("ingest did not fail on the commit faults: the batch was not redelivered")
 	}

@@ -60,6 +60,8 @@ const (
 	// whose Run failed: a stage failing at once (its broker gone) must
 	// not spin.
 	restartBackoff = 200 * time.Millisecond
+	// inputMaxBytes is the largest input record the tests produce.
+	inputMaxBytes = 4 << 20
 	// childEnv carries a child process's childSpec, as JSON.
 	childEnv = "METAIDS_ACCOUNTING_CHILD"
 )
@@ -165,7 +167,10 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 	h.kafka = kc
 
 	names := stream.TopicNames{Features: "features", Scores: "scores", Alerts: "alerts", Actions: "actions", Labels: "labels", Models: "models", ScorerState: "scorer.state", DLQ: "flows.dlq"}
-	specs := append(stream.PipelineTopics("", names, harnessPartitions, 1), stream.TopicSpec{Name: h.input, Partitions: harnessPartitions})
+	// The input takes records larger than the stages' own produce
+	// requests, as a shipper's topic may.
+	specs := append(stream.PipelineTopics("", names, harnessPartitions, 1),
+		stream.TopicSpec{Name: h.input, Partitions: harnessPartitions, Configs: map[string]string{"max.message.bytes": strconv.Itoa(inputMaxBytes)}})
 	if err := stream.EnsureTopics(h.ctx, kc, specs); err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +185,9 @@ func newHarness(t *testing.T, opts harnessOptions) *harness {
 	if h.codecs, err = schemas.NewCodecs(nil); err != nil {
 		t.Fatal(err)
 	}
-	if h.prod, err = stream.NewProducer(kc, nil, nil); err != nil {
+	pc := kc
+	pc.Writer.BatchBytes = inputMaxBytes
+	if h.prod, err = stream.NewProducer(pc, nil, nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.prod.Close() })
@@ -600,14 +607,18 @@ func (r *replica) restarts() int {
 	return len(r.failures)
 }
 
-// firstFailure is why the replica's first incarnation ended, if it failed.
-func (r *replica) firstFailure() string {
+// failure is why the replica's i-th incarnation failed (-1: the last
+// that did), or "".
+func (r *replica) failure(i int) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.failures) == 0 {
+	if i < 0 {
+		i += len(r.failures)
+	}
+	if i < 0 || i >= len(r.failures) {
 		return ""
 	}
-	return r.failures[0]
+	return r.failures[i]
 }
 
 func (r *replica) ready() bool {
