@@ -191,7 +191,7 @@ func (o *outcome) report(cfg Config) *Report {
 		Confusion:   map[string]map[string]int{},
 		Adaptations: o.adaptations,
 		Live:        o.live,
-		Notes:       slices.Clone(o.notes),
+		Notes:       append([]string{}, o.notes...),
 	}
 	final := o.start
 	first, last := -1, -1
