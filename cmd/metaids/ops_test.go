@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -707,5 +708,125 @@ func TestOpsUpMetrics(t *testing.T) {
 	lintMetrics(t, text)
 	if code := stop(); code != exitOK {
 		t.Errorf("up exited %d on cancellation, want 0", code)
+	}
+}
+
+// BenchmarkOpsStages measures the stages as deployed, each fetching from a
+// broker in another process (the test binary as `metaids broker`), so that
+// the CPU this process uses is the stages' own:
+//
+//   - ingest: `metaids ingest` decoding goflow2 JSON, batching into Arrow,
+//     producing and committing;
+//   - pipeline: `metaids up` against that broker, with a production-shape
+//     model (H=64): ingest, scorer and adapter together.
+//
+// It reports flows per CPU-second of this process (what deploy/README.md
+// sizes replicas with) and flows per wall second. Run it alone, on an
+// otherwise idle machine:
+//
+//	go test ./cmd/metaids -run '^$' -bench OpsStages -benchtime 1x -count 3
+func BenchmarkOpsStages(b *testing.B) {
+	const records = 200_000
+	freeAddr := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().String()
+	}
+	brokerAddr := freeAddr()
+	startStage(b, "broker", "--addr", brokerAddr, "--partitions", "4", "--topics", "flows.goflow2", "--log.level", "warn")
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.Dial("tcp", brokerAddr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("broker did not listen: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	fx, err := os.ReadFile(filepath.Join("..", "..", "ingest", "testdata", "goflow2", "flows.jsonl"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	lines := nonEmptyLines(fx)
+	w := &kafka.Writer{Addr: kafka.TCP(brokerAddr), Balancer: &kafka.RoundRobin{}, RequiredAcks: kafka.RequireAll,
+		BatchTimeout: 5 * time.Millisecond, BatchSize: 5000}
+	msgs := make([]kafka.Message, 5000)
+	for n := 0; n < records; n += len(msgs) {
+		for i := range msgs {
+			msgs[i] = kafka.Message{Topic: "flows.goflow2", Value: []byte(lines[(n+i)%len(lines)])}
+		}
+		if err := w.WriteMessages(b.Context(), msgs...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	w.Close()
+
+	dir := b.TempDir()
+	modelFile := filepath.Join(dir, "h64.model")
+	var tout bytes.Buffer
+	if code := run(b.Context(), []string{"train", "--synthetic", "--out", modelFile, "--plots", "none", "--report", "none",
+		"-synthetic-data.hosts=4", "-synthetic-data.duration=3m", "-train.epochs=1", "-train.pretrain-epochs=1",
+		"-train.steps-per-epoch=3", "-progress=off"}, &tout); code != exitOK {
+		b.Fatalf("train = %d; output:\n%s", code, tout.String())
+	}
+
+	for _, tc := range []struct {
+		name, done string
+		args       func(group, addr string) []string
+	}{
+		{"stage=ingest", "metaids_ingest_flows_total", func(group, addr string) []string {
+			return []string{"ingest", "-ingest.inputs", "flows.goflow2", "-ingest.partitions", "4", "-ingest.group", group}
+		}},
+		{"stage=pipeline", "metaids_scorer_flows_total", func(group, addr string) []string {
+			// up creates the pipeline's topics on the broker.
+			return []string{"up", "-model.file", modelFile, "-model.signing-key", filepath.Join(dir, group+".pem"),
+				"-ingest.inputs", "flows.goflow2", "-ingest.group", group + "-ingest",
+				"-scorer.group", group + "-scorer", "-broker.partitions", "4"}
+		}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			var cpu0, cpu1 syscall.Rusage
+			runs := 0
+			for b.Loop() {
+				if runs++; runs > 1 {
+					// A second run would find the first one's outputs.
+					b.Fatal("run with -benchtime 1x")
+				}
+				addr := freeAddr()
+				group := fmt.Sprintf("bench-%d", time.Now().UnixNano())
+				ctx, cancel := context.WithCancel(b.Context())
+				var out syncBuffer
+				done := make(chan int, 1)
+				syscall.Getrusage(syscall.RUSAGE_SELF, &cpu0)
+				start := time.Now()
+				args := append(tc.args(group, addr), "-kafka.brokers", brokerAddr, "-ingest.replay", "-http.addr", addr, "-log.level", "warn")
+				go func() { done <- run(ctx, args, &out) }()
+				for {
+					time.Sleep(100 * time.Millisecond)
+					text, err := scrape(addr)
+					if err == nil && strings.Contains(text, fmt.Sprintf("%s %d\n", tc.done, records)) {
+						break
+					}
+					select {
+					case code := <-done:
+						b.Fatalf("%s exited %d; output:\n%s", args[0], code, out.String())
+					default:
+					}
+				}
+				wall := time.Since(start)
+				syscall.Getrusage(syscall.RUSAGE_SELF, &cpu1)
+				cancel()
+				<-done
+				cpu := time.Duration(cpu1.Utime.Nano() + cpu1.Stime.Nano() - cpu0.Utime.Nano() - cpu0.Stime.Nano())
+				b.ReportMetric(records/cpu.Seconds(), "flows/cpu-s")
+				b.ReportMetric(records/wall.Seconds(), "flows/s")
+			}
+		})
 	}
 }

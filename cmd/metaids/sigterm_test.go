@@ -43,7 +43,7 @@ type stageProc struct {
 	err  error
 }
 
-func startStage(t *testing.T, args ...string) *stageProc {
+func startStage(t testing.TB, args ...string) *stageProc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^TestSigtermHelperProcess$", "--"}, args...)...)
 	cmd.Env = append(os.Environ(), helperEnv+"=1")
