@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"log/slog"
 	"os"
@@ -149,7 +150,12 @@ func demoModel(ctx context.Context, file string, v *view, log *slog.Logger) (*mo
 	if err != nil {
 		dir = os.TempDir()
 	}
-	file = filepath.Join(dir, "metaids", "demo-model-"+hash+".bin")
+	// The cache key covers what decides the model: the feature spec and the
+	// training and synthetic-data defaults.
+	tc := defaultTrainConfig()
+	key := fnv.New64a()
+	fmt.Fprintf(key, "%s %+v %+v", hash, tc.Train, tc.SyntheticData)
+	file = filepath.Join(dir, "metaids", fmt.Sprintf("demo-model-%s-%x.bin", hash, key.Sum64()))
 	if m, err := model.Load(file, hash); err == nil {
 		v.printf("using cached synthetic model %s", file)
 		return m, nil
@@ -158,7 +164,6 @@ func demoModel(ctx context.Context, file string, v *view, log *slog.Logger) (*mo
 		return nil, err
 	}
 	v.printf("training the synthetic model (once; cached in %s)…", file)
-	tc := defaultTrainConfig()
 	tc.Synthetic, tc.Out, tc.Report, tc.Plots, tc.Progress = true, file+".tmp", "none", "none", "off"
 	tc.Dataset.Holdout = []string{integration.FamilyDNSTunnel}
 	if err := trainMain(ctx, tc, io.Discard, log); err != nil {
