@@ -29,6 +29,11 @@ func (d *avroDecoder) Decode(dst []schemas.Flow, rec []byte, src schemas.Coord) 
 		}
 		return dst, recErr(r, "", err)
 	}
+	// As every text decoder does (parseAddr): an IPv4-mapped address is
+	// the IPv4 host it maps, so that a host has one key whatever format
+	// carried it, and a zone names an interface of the exporter, not
+	// part of the host.
+	f.SrcAddr, f.DstAddr = f.SrcAddr.Unmap().WithZone(""), f.DstAddr.Unmap().WithZone("")
 	f.Source = src
 	f.Source.Index = 0
 	return append(dst, f), nil
