@@ -59,7 +59,16 @@ type alertOutput struct {
 type emitter struct {
 	msgs                    []kafka.Message
 	scores, alerts, actions int
-	states, tombs           int // checkpoint records and tombstones
+	states, tombs           int     // checkpoint records and tombstones
+	ckpts                   []ckRef // what they are of, to undo a round that failed
+}
+
+// ckRef is the host of a checkpoint record: a slot of p's store, or for a
+// tombstone (slot < 0) the key.
+type ckRef struct {
+	p    *partition
+	slot int32
+	key  string
 }
 
 func (e *emitter) reset() {
@@ -67,6 +76,8 @@ func (e *emitter) reset() {
 	e.msgs = e.msgs[:0]
 	e.scores, e.alerts, e.actions = 0, 0, 0
 	e.states, e.tombs = 0, 0
+	clear(e.ckpts)
+	e.ckpts = e.ckpts[:0]
 }
 
 // detect raises, updates and aggregates alerts for the rows of a stepped

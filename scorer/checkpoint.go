@@ -242,6 +242,7 @@ func (s *Stage) checkpoint(p *partition, em *emitter) {
 		}
 		em.msgs = append(em.msgs, stream.AtPartition(kafka.Message{Topic: s.stateTopic, Key: []byte(key)}, p.id))
 		em.tombs++
+		em.ckpts = append(em.ckpts, ckRef{p: p, slot: -1, key: key})
 	}
 	clear(st.tombs)
 	st.tombs = st.tombs[:0]
@@ -270,8 +271,58 @@ func (s *Stage) checkpoint(p *partition, em *emitter) {
 		buf = appendCheckpoint(buf, &ck)
 		em.msgs = append(em.msgs, stream.AtPartition(kafka.Message{Topic: s.stateTopic, Key: []byte(m.key), Value: buf[a:len(buf):len(buf)]}, p.id))
 		em.states++
+		em.ckpts = append(em.ckpts, ckRef{p: p, slot: sl})
 	}
 	st.dirty = st.dirty[:0]
+}
+
+// checkpointIdle writes the rounds due on the partitions the consumer
+// holds, from the flush loop: a partition that has gone quiet gets no
+// handler call to write them. It runs outside the consumer's generation,
+// so it goes by the consumer's current assignment and gives its records
+// half an interval to land (see the note at the top of this file). A
+// round that fails is undone: its hosts are written at the next one.
+func (s *Stage) checkpointIdle(ctx context.Context) {
+	if !s.checkpointsOn() || s.in == nil {
+		return
+	}
+	held := s.in.Assignment()[s.featuresTopic]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	em := &s.em
+	em.reset()
+	now := s.now()
+	for _, id := range held {
+		p := s.parts[id]
+		if p == nil || !p.ckpt || p.next < 0 || now.Sub(p.ckptAt) < s.set.State.CheckpointInterval {
+			continue
+		}
+		s.checkpoint(p, em)
+		p.ckptAt = now
+	}
+	if len(em.msgs) == 0 {
+		return
+	}
+	pctx, cancel := context.WithTimeout(ctx, min(s.set.State.CheckpointInterval/2, s.cfg.Timeout))
+	defer cancel()
+	if err := s.produce(pctx, em); err != nil {
+		s.uncheckpoint(em)
+		if ctx.Err() == nil {
+			s.log.Warn("checkpoint of idle partitions failed; retrying at the next round", "err", err)
+		}
+	}
+}
+
+// uncheckpoint marks the hosts of em's checkpoint records as not written.
+func (s *Stage) uncheckpoint(em *emitter) {
+	for _, r := range em.ckpts {
+		st := r.p.st
+		if r.slot < 0 {
+			st.tombs = append(st.tombs, r.key)
+			continue
+		}
+		st.markDirty(r.slot)
+	}
 }
 
 // restoreNew restores every partition of batch the stage holds no state

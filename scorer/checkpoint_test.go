@@ -514,3 +514,40 @@ func closeTo(got, want []float32, tol float64) bool {
 	}
 	return true
 }
+
+// TestCheckpointUndo checks that a round whose records were not
+// acknowledged is written again whole at the next one.
+func TestCheckpointUndo(t *testing.T) {
+	msgs := benchMessages(t, 2, 64, 10)
+	m := newTestModel(t, 1, 8, "benign", "scan")
+	set := checkpointSettings()
+	set.State.TTL = time.Minute
+	s, _, _ := newCore(t, set, m, nil)
+	score(t, s, 0, msgs[0])
+	checkpointNow(t, s)
+	// Expire some hosts, so that the round holds tombstones too.
+	rng := rand.New(rand.NewPCG(2, 0))
+	late := flowOf("10.0.0.77", t0+int64(time.Hour), 0, false, rng)
+	score(t, s, 0, encodeFlows(t, []schemas.Flow{late}))
+	first := checkpointNow(t, s)
+	s.mu.Lock()
+	s.uncheckpoint(&s.em)
+	s.mu.Unlock()
+	again := checkpointNow(t, s)
+	key := func(r kafka.Message) string { return fmt.Sprintf("%s %x", r.Key, r.Value) }
+	a, b := make([]string, len(first)), make([]string, len(again))
+	for i := range first {
+		a[i] = key(first[i])
+	}
+	for i := range again {
+		b[i] = key(again[i])
+	}
+	slices.Sort(a)
+	slices.Sort(b)
+	if len(first) != 11 || !slices.Equal(a, b) {
+		t.Errorf("round after an undo wrote %d records, the undone one %d (want the same 11: 10 tombstones and a state)", len(again), len(first))
+	}
+	if n := len(checkpointNow(t, s)); n != 0 {
+		t.Errorf("round after that wrote %d records, want none", n)
+	}
+}

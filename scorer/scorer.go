@@ -576,6 +576,7 @@ func (s *Stage) flushLoop(ctx context.Context) {
 			if err := s.flush(ctx); err != nil && ctx.Err() == nil {
 				s.log.Warn("flush of alert updates failed", "err", err)
 			}
+			s.checkpointIdle(ctx)
 		}
 	}
 }
