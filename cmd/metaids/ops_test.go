@@ -721,8 +721,8 @@ func TestOpsUpMetrics(t *testing.T) {
 //     model (H=64): ingest, scorer and adapter together.
 //
 // It reports flows per CPU-second of this process (what deploy/README.md
-// sizes replicas with) and flows per wall second. Run it alone, on an
-// otherwise idle machine:
+// sizes replicas with) and flows per wall second. Each run starts its own
+// broker and input, untimed. Run it alone, on an otherwise idle machine:
 //
 //	go test ./cmd/metaids -run '^$' -bench OpsStages -benchtime 1x -count 3
 func BenchmarkOpsStages(b *testing.B) {
@@ -735,37 +735,45 @@ func BenchmarkOpsStages(b *testing.B) {
 		defer ln.Close()
 		return ln.Addr().String()
 	}
-	brokerAddr := freeAddr()
-	startStage(b, "broker", "--addr", brokerAddr, "--partitions", "4", "--topics", "flows.goflow2", "--log.level", "warn")
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		c, err := net.Dial("tcp", brokerAddr)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("broker did not listen: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 	fx, err := os.ReadFile(filepath.Join("..", "..", "ingest", "testdata", "goflow2", "flows.jsonl"))
 	if err != nil {
 		b.Fatal(err)
 	}
 	lines := nonEmptyLines(fx)
-	w := &kafka.Writer{Addr: kafka.TCP(brokerAddr), Balancer: &kafka.RoundRobin{}, RequiredAcks: kafka.RequireAll,
-		BatchTimeout: 5 * time.Millisecond, BatchSize: 5000}
-	msgs := make([]kafka.Message, 5000)
-	for n := 0; n < records; n += len(msgs) {
-		for i := range msgs {
-			msgs[i] = kafka.Message{Topic: "flows.goflow2", Value: []byte(lines[(n+i)%len(lines)])}
+	// fresh starts a broker in another process holding the input records,
+	// so that each run reads only its own.
+	fresh := func() (string, func()) {
+		brokerAddr := freeAddr()
+		p := startStage(b, "broker", "--addr", brokerAddr, "--partitions", "4", "--topics", "flows.goflow2", "--log.level", "warn")
+		stop := func() { p.cmd.Process.Kill(); <-p.done }
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			c, err := net.Dial("tcp", brokerAddr)
+			if err == nil {
+				c.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				stop()
+				b.Fatalf("broker did not listen: %v", err)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
-		if err := w.WriteMessages(b.Context(), msgs...); err != nil {
-			b.Fatal(err)
+		w := &kafka.Writer{Addr: kafka.TCP(brokerAddr), Balancer: &kafka.RoundRobin{}, RequiredAcks: kafka.RequireAll,
+			BatchTimeout: 5 * time.Millisecond, BatchSize: 5000}
+		defer w.Close()
+		msgs := make([]kafka.Message, 5000)
+		for n := 0; n < records; n += len(msgs) {
+			for i := range msgs {
+				msgs[i] = kafka.Message{Topic: "flows.goflow2", Value: []byte(lines[(n+i)%len(lines)])}
+			}
+			if err := w.WriteMessages(b.Context(), msgs...); err != nil {
+				stop()
+				b.Fatal(err)
+			}
 		}
+		return brokerAddr, stop
 	}
-	w.Close()
 
 	dir := b.TempDir()
 	modelFile := filepath.Join(dir, "h64.model")
@@ -792,12 +800,8 @@ func BenchmarkOpsStages(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			var cpu0, cpu1 syscall.Rusage
-			runs := 0
 			for b.Loop() {
-				if runs++; runs > 1 {
-					// A second run would find the first one's outputs.
-					b.Fatal("run with -benchtime 1x")
-				}
+				brokerAddr, stopBroker := fresh()
 				addr := freeAddr()
 				group := fmt.Sprintf("bench-%d", time.Now().UnixNano())
 				ctx, cancel := context.WithCancel(b.Context())
@@ -823,6 +827,7 @@ func BenchmarkOpsStages(b *testing.B) {
 				syscall.Getrusage(syscall.RUSAGE_SELF, &cpu1)
 				cancel()
 				<-done
+				stopBroker()
 				cpu := time.Duration(cpu1.Utime.Nano() + cpu1.Stime.Nano() - cpu0.Utime.Nano() - cpu0.Stime.Nano())
 				b.ReportMetric(records/cpu.Seconds(), "flows/cpu-s")
 				b.ReportMetric(records/wall.Seconds(), "flows/s")
