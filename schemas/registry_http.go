@@ -35,7 +35,7 @@ type RegistryConfig struct {
 	// Password for basic auth. Like the SASL password it belongs in the
 	// environment (METAIDS_SCHEMA_REGISTRY_PASSWORD), the YAML file or
 	// PasswordFile, not on a command line; it never prints. Default: "".
-	Password Secret `yaml:"password" flag:"-" help:"schema registry basic-auth password (use the environment or -schema-registry.password-file)"`
+	Password Secret `yaml:"password" help:"schema registry basic-auth password (use the environment or -schema-registry.password-file)"`
 
 	// PasswordFile holds the password, as mounted from a Kubernetes
 	// secret; surrounding whitespace is trimmed
