@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"time"
 
+	"github.com/metaids/metaids/adapter"
 	"github.com/metaids/metaids/features"
 	"github.com/metaids/metaids/model"
 	"github.com/metaids/metaids/stream"
@@ -94,7 +95,7 @@ func runOffline(ctx context.Context, cfg Config, m *model.Model, es *evalSet, lo
 	o := newOutcome(ModeOffline, es, m, cfg.Scorer.AnomalyWarmup)
 	plan := planLabels(es, cfg.Shots)
 	book := newHostBook(cfg.Scorer.TTL, cfg.Live.Partitions)
-	params := paramsFrom(cfg.Adapter, stream.DefaultConfig().Writer.BatchBytes)
+	settings, batchBytes := cfg.Adapter.settings(), stream.DefaultConfig().Writer.BatchBytes
 	cur, maxVersion := m, m.Version
 	f, hid := m.Features(), m.Hidden()
 	ws := model.NewWorkspace(m, maxStep)
@@ -163,10 +164,10 @@ func runOffline(ctx context.Context, cfg Config, m *model.Model, es *evalSet, lo
 		if len(fams) == 0 {
 			continue
 		}
-		var samples []sample
+		var samples []adapter.Labelled
 		for _, fam := range fams {
 			for _, jj := range plan.rows[fam] {
-				samples = append(samples, sample{verdict: es.verdicts[fam], emb: o.embOf(jj)})
+				samples = append(samples, adapter.Labelled{Verdict: es.verdicts[fam], Embedding: o.embOf(jj)})
 				o.labelled[jj] = true
 			}
 		}
@@ -175,18 +176,19 @@ func runOffline(ctx context.Context, cfg Config, m *model.Model, es *evalSet, lo
 		version := maxVersion + 1
 		rng := rand.New(rand.NewPCG(uint64(version), uint64(len(samples))))
 		tf := time.Now()
-		cand, rep, err := fitHead(cur, samples, params, rng)
+		res, err := adapter.Fit(cur, samples, settings, batchBytes, rng)
 		fit := Metric(ms(time.Since(tf)))
 		ad := &Adaptation{Families: fams, Labels: len(samples), LabelledAt: j - 1, LiveAt: -1, LatencyMs: fit, ServingMs: fit}
 		o.adaptations = append(o.adaptations, ad)
 		switch {
 		case err != nil:
 			ad.Reason = err.Error()
-		case !rep.Accepted:
-			ad.Reason = rep.Reason
-			ad.Gate = rep.numbers(params)
+		case !res.Accepted:
+			ad.Reason = res.Reason
+			ad.Gate = res.Gate
 		default:
-			ad.Gate = rep.numbers(params)
+			ad.Gate = res.Gate
+			cand := res.Candidate
 			cand.Name, cand.Version, cand.ParentVersion = cur.Name, version, cur.Version
 			cur, maxVersion = cand, version
 			o.models[version] = cand

@@ -50,14 +50,14 @@ func (tr *trainer) finish() error {
 	for _, e := range ex {
 		m.Exemplars = append(m.Exemplars, e...)
 	}
-	// The anomaly threshold keeps TargetFPR of benign validation flows
-	// below it; without benign labels, of all validation flows.
+	// The anomaly threshold keeps AnomalyFPR of benign validation flows
+	// above it; without benign labels, of all validation flows.
 	ref := anomBenign
 	if len(ref) == 0 {
 		ref = anomAll
 	}
 	if len(ref) > 0 {
-		m.AnomalyThreshold = quantile(ref, 1-tr.cfg.TargetFPR)
+		m.AnomalyThreshold = quantile(ref, 1-tr.cfg.AnomalyFPR)
 	}
 	for k := 1; k < C; k++ {
 		m.Thresholds[k] = bestThreshold(probs, cls, C, k)
