@@ -376,7 +376,7 @@ func warmScores(t *testing.T, ctx context.Context, kc stream.Config, hosts map[s
 
 // warmReadAll returns every record of topic as of now, partition by
 // partition.
-func warmReadAll(t *testing.T, ctx context.Context, kc stream.Config, topic string) []kafka.Message {
+func warmReadAll(t testing.TB, ctx context.Context, kc stream.Config, topic string) []kafka.Message {
 	t.Helper()
 	d, err := kc.Dialer()
 	if err != nil {
