@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 )
 
 // Model updates are signed with Ed25519 over the canonical Avro body of the
@@ -157,30 +158,46 @@ func pemBlock(b []byte, typ string) ([]byte, error) {
 }
 
 // LoadPrivateKey reads a PEM PKCS #8 Ed25519 private key from path.
+//
+// path may also hold the PEM text itself (it starts with "-----BEGIN"), as
+// it does when a Kubernetes Secret or a container environment passes the
+// key in a variable rather than a mounted file. Such a value is never
+// echoed in an error.
 func LoadPrivateKey(path string) (ed25519.PrivateKey, error) {
-	b, err := os.ReadFile(path)
+	b, name, err := keyBytes(path)
 	if err != nil {
 		return nil, fmt.Errorf("load signing key: %w", err)
 	}
 	priv, err := ParsePrivateKeyPEM(b)
 	if err != nil {
-		return nil, fmt.Errorf("load signing key %s: %w", path, err)
+		return nil, fmt.Errorf("load signing key %s: %w", name, err)
 	}
 	return priv, nil
 }
 
-// LoadPublicKeys reads PEM PKIX Ed25519 public keys, one per file, and
-// returns them keyed by KeyID, the form VerifyModelUpdate takes.
+// keyBytes returns the PEM of a key setting: the value itself when it is
+// inline PEM, else the file it names; name describes it for errors.
+func keyBytes(v string) (b []byte, name string, err error) {
+	if t := strings.TrimSpace(v); strings.HasPrefix(t, "-----BEGIN") {
+		return []byte(t), "(inline PEM)", nil
+	}
+	b, err = os.ReadFile(v)
+	return b, v, err
+}
+
+// LoadPublicKeys reads PEM PKIX Ed25519 public keys, one per file (or
+// inline PEM, as LoadPrivateKey takes), and returns them keyed by KeyID,
+// the form VerifyModelUpdate takes.
 func LoadPublicKeys(paths ...string) (map[string]ed25519.PublicKey, error) {
 	keys := make(map[string]ed25519.PublicKey, len(paths))
 	for _, path := range paths {
-		b, err := os.ReadFile(path)
+		b, name, err := keyBytes(path)
 		if err != nil {
 			return nil, fmt.Errorf("load trusted key: %w", err)
 		}
 		pub, err := ParsePublicKeyPEM(b)
 		if err != nil {
-			return nil, fmt.Errorf("load trusted key %s: %w", path, err)
+			return nil, fmt.Errorf("load trusted key %s: %w", name, err)
 		}
 		keys[KeyID(pub)] = pub
 	}

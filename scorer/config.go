@@ -38,17 +38,30 @@ const (
 // -scorer.*).
 type Config struct {
 	stream.Config `yaml:"kafka"`
-	Scorer        Settings `yaml:"scorer"`
+	Scorer        Settings       `yaml:"scorer"`
+	Shutdown      ShutdownConfig `yaml:"shutdown"`
+}
+
+// ShutdownConfig bounds the drain on SIGTERM.
+type ShutdownConfig struct {
+	// Timeout is how long the stage may take, after it is told to stop, to
+	// finish the batch in hand, produce, commit and leave its group. Flag
+	// -shutdown.timeout; default 30s.
+	Timeout time.Duration `yaml:"timeout" help:"time to finish the batch in hand, commit and leave the group on shutdown"`
 }
 
 // DefaultConfig returns the default settings of both parts.
 func DefaultConfig() Config {
-	return Config{Config: stream.DefaultConfig(), Scorer: DefaultSettings()}
+	return Config{Config: stream.DefaultConfig(), Scorer: DefaultSettings(), Shutdown: ShutdownConfig{Timeout: 30 * time.Second}}
 }
 
 // Validate reports every invalid setting, each error naming its flag.
 func (c Config) Validate() error {
-	return errors.Join(c.Config.Validate(), c.Scorer.Validate())
+	var errs []error
+	if c.Shutdown.Timeout < 0 {
+		errs = append(errs, fmt.Errorf("-shutdown.timeout: must not be negative, got %s", c.Shutdown.Timeout))
+	}
+	return errors.Join(c.Config.Validate(), c.Scorer.Validate(), errors.Join(errs...))
 }
 
 // Settings are the scorer's own settings, under the YAML key "scorer", so

@@ -118,9 +118,10 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Stage, error
 		s.serve(sv, "file")
 	}
 	s.in, err = stream.NewConsumer(cfg.Config, stream.ConsumerConfig{
-		Group:    cfg.Scorer.Group,
-		Topics:   []string{s.featuresTopic},
-		MaxBatch: cfg.Scorer.Batch.MaxRecords,
+		Group:           cfg.Scorer.Group,
+		Topics:          []string{s.featuresTopic},
+		MaxBatch:        cfg.Scorer.Batch.MaxRecords,
+		ShutdownTimeout: cfg.Shutdown.Timeout,
 	}, log, reg)
 	if err != nil {
 		return nil, fmt.Errorf("scorer consumer: %w", err)

@@ -32,7 +32,7 @@ func commands() map[string]command {
 	return map[string]command{
 		"broker":  {"run the embedded Kafka-protocol broker (kfake) standalone", runBroker},
 		"ingest":  {"decode shipper flow records into Arrow feature batches", runIngest},
-		"scorer":  {"score feature batches with the per-host LSTM and publish alerts", notYet("scorer", 6)},
+		"scorer":  {"score feature batches with the per-host LSTM and publish alerts", runScorer},
 		"adapter": {"fine-tune the classifier head from analyst labels", runAdapter},
 		"up":      {"embedded broker plus every stage in one process", runUp},
 		"demo":    {"embedded broker, all stages, synthetic attacks, alerts on screen", runDemo},
@@ -78,13 +78,4 @@ func usage(w io.Writer, cmds map[string]command) {
 		fmt.Fprintf(w, "  %-8s %s\n", n, cmds[n].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'metaids <command> --help' for a command's flags.")
-}
-
-// notYet is the honest placeholder for a stage that has not been built: it
-// says so and exits with the usage code instead of pretending to work.
-func notYet(name string, issue int) func(context.Context, []string, io.Writer) int {
-	return func(_ context.Context, args []string, stderr io.Writer) int {
-		fmt.Fprintf(stderr, "metaids %s: not implemented yet (tracked in issue %d)\n", name, issue)
-		return exitUsage
-	}
 }

@@ -63,16 +63,22 @@ func (sc stageCmd[C]) run(ctx context.Context, args []string, stderr io.Writer) 
 		fmt.Fprintf(stderr, "metaids %s: invalid configuration:\n%v\n", sc.name, err)
 		return exitUsage
 	}
+	// The stages add their own "stage" attribute to the logger.
+	reg := newRegistry()
+	// Building the stage loads keys and model files without contacting the
+	// brokers, so -config.check catches those too.
+	st, err := sc.build(sc.cfg, log, reg)
+	if err != nil {
+		if b.check {
+			fmt.Fprintf(stderr, "metaids %s: invalid configuration:\n%v\n", sc.name, err)
+			return exitUsage
+		}
+		log.Error("start failed", "err", err)
+		return exitRuntime
+	}
 	if b.check {
 		fmt.Fprintf(stderr, "metaids %s: configuration OK\n", sc.name)
 		return exitOK
-	}
-	log = log.With("stage", sc.name)
-	reg := newRegistry()
-	st, err := sc.build(sc.cfg, log, reg)
-	if err != nil {
-		log.Error("start failed", "err", err)
-		return exitRuntime
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {

@@ -169,18 +169,18 @@ func Start(ctx context.Context, cfg *Config, m *model.Model, log *slog.Logger, r
 	if p.Ingest, err = ingest.New(ic, log.With("stage", "ingest"), reg); err != nil {
 		return fail(err)
 	}
-	sc := scorer.Config{Config: p.Kafka, Scorer: cfg.Scorer}
+	sc := scorer.Config{Config: p.Kafka, Scorer: cfg.Scorer, Shutdown: scorer.ShutdownConfig{Timeout: cfg.Shutdown.Timeout}}
 	sc.Scorer.Model.Keys = append(sc.Scorer.Model.Keys, pubPath)
 	if m != nil {
 		sc.Scorer.Model.Name = m.Name
 	}
-	if p.Scorer, err = scorer.New(sc, log.With("stage", "scorer"), reg); err != nil {
+	if p.Scorer, err = scorer.New(sc, log, reg); err != nil {
 		return fail(err)
 	}
 	ac := adapter.Config{Config: p.Kafka, Adapter: cfg.Adapter}
 	ac.Adapter.SigningKey = keyPath
 	ac.Adapter.Model = sc.Scorer.Model.Name
-	if p.Adapter, err = adapter.New(ac, log.With("stage", "adapter"), reg); err != nil {
+	if p.Adapter, err = adapter.New(ac, log, reg); err != nil {
 		return fail(err)
 	}
 	return p, nil
