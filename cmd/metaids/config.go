@@ -126,7 +126,7 @@ func (b *binder) load(args []string) error {
 		dec.KnownFields(true) // an unknown key is a typo, not something to ignore
 		// An empty file decodes to io.EOF: that is a valid, empty configuration.
 		if err := dec.Decode(b.cfg); err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("-config.file %s: %w", file, err)
+			return yamlError(file, data, err)
 		}
 	}
 	var errs []error
@@ -147,6 +147,73 @@ func (b *binder) load(args []string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// yamlError names the setting behind each of a YAML decoding error's
+// lines: yaml.v3 says "line 3: field bach not found in type
+// ingest.Settings" or "cannot unmarshal !!str `soon` into time.Duration",
+// but a person needs to know it was ingest.bach (-ingest.bach) or
+// -kafka.timeout. The keys' dotted paths come from the document itself.
+func yamlError(file string, data []byte, err error) error {
+	var root yaml.Node
+	paths := map[int]string{}
+	if yaml.Unmarshal(data, &root) == nil {
+		var walk func(n *yaml.Node, prefix string)
+		walk = func(n *yaml.Node, prefix string) {
+			switch n.Kind {
+			case yaml.DocumentNode:
+				for _, c := range n.Content {
+					walk(c, prefix)
+				}
+			case yaml.MappingNode:
+				for i := 0; i+1 < len(n.Content); i += 2 {
+					k, v := n.Content[i], n.Content[i+1]
+					path := k.Value
+					if prefix != "" {
+						path = prefix + "." + k.Value
+					}
+					paths[k.Line] = path
+					if v.Line != k.Line || v.Kind == yaml.ScalarNode || v.Kind == yaml.SequenceNode {
+						for _, l := range valueLines(v) {
+							if _, ok := paths[l]; !ok {
+								paths[l] = path
+							}
+						}
+					}
+					walk(v, path)
+				}
+			}
+		}
+		walk(&root, "")
+	}
+	var msgs []string
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs = te.Errors
+	} else {
+		msgs = []string{err.Error()}
+	}
+	var errs []error
+	for _, m := range msgs {
+		var line int
+		if _, scanErr := fmt.Sscanf(m, "line %d:", &line); scanErr == nil {
+			if path, ok := paths[line]; ok {
+				errs = append(errs, fmt.Errorf("-config.file %s line %d: -%s: %s", file, line, path, strings.TrimSpace(m[strings.Index(m, ":")+1:])))
+				continue
+			}
+		}
+		errs = append(errs, fmt.Errorf("-config.file %s: %s", file, m))
+	}
+	return errors.Join(errs...)
+}
+
+// valueLines lists the lines a YAML value spans (a sequence's items).
+func valueLines(n *yaml.Node) []int {
+	lines := []int{n.Line}
+	for _, c := range n.Content {
+		lines = append(lines, valueLines(c)...)
+	}
+	return lines
 }
 
 // rawValue records the command-line string and checks that it parses, so a

@@ -44,10 +44,10 @@ func TestConfigFiles(t *testing.T) {
 	// want lists substrings of the error; every one must appear, so that a
 	// file with several mistakes is checked to report them all.
 	bad := map[string][]string{
-		"ingest.unknown-key.bad.yaml":        {"-config.file testdata/config/ingest.unknown-key.bad.yaml", "line 3", "field bach not found"},
-		"ingest.unknown-nested-key.bad.yaml": {"line 4", "field verify not found"},
+		"ingest.unknown-key.bad.yaml":        {"-config.file testdata/config/ingest.unknown-key.bad.yaml", "line 3", "-ingest.bach:", "field bach not found"},
+		"ingest.unknown-nested-key.bad.yaml": {"line 4", "-kafka.tls.verify:", "field verify not found"},
 		"ingest.bad-value.bad.yaml":          {"-ingest.batch.max-records: must be between 1 and 65536, got 0"},
-		"ingest.bad-type.bad.yaml":           {"-config.file", "line 2", "`soon`", "time.Duration"},
+		"ingest.bad-type.bad.yaml":           {"-config.file", "line 2", "-kafka.timeout:", "`soon`", "time.Duration"},
 		"ingest.missing-brokers.bad.yaml":    {"-kafka.brokers: at least one broker is required"},
 		"ingest.bad-broker.bad.yaml":         {`-kafka.brokers: "kafka-1" is not host:port`},
 		"ingest.sasl.bad.yaml": {
