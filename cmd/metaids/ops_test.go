@@ -660,6 +660,12 @@ func TestOpsUpMetrics(t *testing.T) {
 		if flows != float64(len(good)) || scored != flows {
 			return fmt.Errorf("ingest produced %v flows, scorer scored %v, want %d each", flows, scored, len(good))
 		}
+		// The scorer counts a flow when it steps it and its outputs once
+		// the broker acknowledges them: wait for both.
+		in := metricSum(mfs["metaids_scorer_records_total"], nil)
+		if out := metricSum(mfs["metaids_scorer_output_records_total"], map[string]string{"output": "scores"}); out < in {
+			return fmt.Errorf("scorer records in %v, scores out %v so far", in, out)
+		}
 		return nil
 	})
 	for _, want := range []struct {
