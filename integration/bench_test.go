@@ -110,7 +110,7 @@ func benchModel(b *testing.B) *model.Model {
 //     so each hop waits this long for a batch to fill;
 //   - -kafka.reader.max-wait 20ms: how long a consumer lingers for more
 //     records after the first, per hop;
-//   - -ingest.batch.max-records 1024 and -scorer.batch.max-records 8: a
+//   - -ingest.batch.max-records 2048 and -scorer.batch.max-records 8: a
 //     batch is handed over as soon as it is full, before the linger ends;
 //   - -features.batch.linger 20ms (ingest flushes every batch anyway).
 //
@@ -124,7 +124,7 @@ func benchPipelineConfig(b *testing.B) pipeline.Config {
 	cfg.Features.Batch.Linger = 20 * time.Millisecond
 	cfg.Kafka.Writer.BatchTimeout = 5 * time.Millisecond
 	cfg.Kafka.Reader.MaxWait = 20 * time.Millisecond
-	cfg.Ingest.Batch.MaxRecords = 1024
+	cfg.Ingest.Batch.MaxRecords = 2048
 	cfg.Scorer.Batch.MaxRecords = 8
 	cfg.Model.SigningKey = filepath.Join(b.TempDir(), "signing-key.pem")
 	for name, dst := range map[string]*time.Duration{
