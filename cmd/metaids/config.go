@@ -335,3 +335,57 @@ func formatValue(v reflect.Value) string {
 	}
 	return fmt.Sprint(v.Interface())
 }
+
+// joinMulti merges the values of each named flag into one comma-separated
+// -name=v1,v2 at the place of its first occurrence. A value is the text
+// after '=', or else every following argument up to the next one that
+// starts with '-': the flag package keeps only the last value of a repeated
+// flag and stops at the first non-flag argument.
+func joinMulti(args []string, names ...string) []string {
+	out := make([]string, 0, len(args))
+	first := map[string]int{}
+	vals := map[string][]string{}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			out = append(out, args[i:]...)
+			break
+		}
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || !contains(names, name) {
+			out = append(out, a)
+			continue
+		}
+		var got []string
+		if hasVal {
+			got = []string{val}
+		} else {
+			for i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
+				i++
+				got = append(got, args[i])
+			}
+			if len(got) == 0 {
+				out = append(out, a) // let the flag package report the missing value
+				continue
+			}
+		}
+		if _, ok := first[name]; !ok {
+			first[name] = len(out)
+			out = append(out, "")
+		}
+		vals[name] = append(vals[name], got...)
+	}
+	for name, at := range first {
+		out[at] = "-" + name + "=" + strings.Join(vals[name], ",")
+	}
+	return out
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}

@@ -120,7 +120,7 @@ func runTrain(ctx context.Context, args []string, stderr io.Writer) int {
 	fs := flag.NewFlagSet("metaids train", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	b := bind(fs, &cfg)
-	if err := b.load(joinRepeated(args, "data", "holdout-family")); err != nil {
+	if err := b.load(joinMulti(args, "data", "holdout-family")); err != nil {
 		if err == flag.ErrHelp {
 			return exitOK
 		}
@@ -287,53 +287,6 @@ func derived(v, out, suffix string) string {
 		return strings.TrimSuffix(out, filepath.Ext(out)) + suffix
 	}
 	return v
-}
-
-// joinRepeated merges every occurrence of the named flags into one,
-// comma-separated, at the place of the first: the flag package keeps only
-// the last value of a repeated flag, and `-data a -data b` must read both.
-func joinRepeated(args []string, names ...string) []string {
-	out := make([]string, 0, len(args))
-	first := map[string]int{}
-	vals := map[string][]string{}
-	for i := 0; i < len(args); i++ {
-		a := args[i]
-		if a == "--" {
-			out = append(out, args[i:]...)
-			break
-		}
-		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		if !strings.HasPrefix(a, "-") || !contains(names, name) {
-			out = append(out, a)
-			continue
-		}
-		if !hasVal {
-			if i+1 >= len(args) {
-				out = append(out, a) // let the flag package report it
-				continue
-			}
-			i++
-			val = args[i]
-		}
-		if _, ok := first[name]; !ok {
-			first[name] = len(out)
-			out = append(out, "")
-		}
-		vals[name] = append(vals[name], val)
-	}
-	for name, at := range first {
-		out[at] = "-" + name + "=" + strings.Join(vals[name], ",")
-	}
-	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }
 
 // progressBar draws training progress with rate and ETA on a terminal, and

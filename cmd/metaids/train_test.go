@@ -21,7 +21,7 @@ import (
 	"github.com/metaids/metaids/stream"
 )
 
-func TestJoinRepeated(t *testing.T) {
+func TestJoinMultiTrainFlags(t *testing.T) {
 	tests := []struct {
 		in, want []string
 	}{
@@ -33,8 +33,8 @@ func TestJoinRepeated(t *testing.T) {
 		{[]string{"-out", "m", "--", "-data", "x"}, []string{"-out", "m", "--", "-data", "x"}},
 	}
 	for _, tc := range tests {
-		if got := joinRepeated(tc.in, "data", "holdout-family"); !slices.Equal(got, tc.want) {
-			t.Errorf("joinRepeated(%q) = %q, want %q", tc.in, got, tc.want)
+		if got := joinMulti(tc.in, "data", "holdout-family"); !slices.Equal(got, tc.want) {
+			t.Errorf("joinMulti(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }
