@@ -71,6 +71,12 @@ func protoModel(t testing.TB, events []integration.Event, family string) *model.
 // models in one.
 func startBroker(t testing.TB, parts int) (*stream.Embedded, stream.Config) {
 	t.Helper()
+	return startBrokerWith(t, parts, stream.TopicNames{Features: "features", Scores: "scores", Alerts: "alerts", Actions: "actions", Models: "models", ScorerState: "scorer.state"})
+}
+
+// startBrokerWith starts an embedded broker with the topics names.
+func startBrokerWith(t testing.TB, parts int, names stream.TopicNames) (*stream.Embedded, stream.Config) {
+	t.Helper()
 	e, err := stream.StartEmbedded(stream.EmbeddedConfig{Log: testLog(t)})
 	if err != nil {
 		t.Fatalf("StartEmbedded: %v", err)
@@ -87,7 +93,6 @@ func startBroker(t testing.TB, parts int) (*stream.Embedded, stream.Config) {
 	cfg.Group.SessionTimeout = 2 * time.Second
 	cfg.Group.HeartbeatInterval = 100 * time.Millisecond
 	cfg.Group.RebalanceTimeout = 5 * time.Second
-	names := stream.TopicNames{Features: "features", Scores: "scores", Alerts: "alerts", Actions: "actions", Models: "models", ScorerState: "scorer.state"}
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	if err := stream.EnsureTopics(ctx, cfg, stream.PipelineTopics(cfg.TopicPrefix, names, parts, 1)); err != nil {

@@ -551,3 +551,39 @@ func TestCheckpointUndo(t *testing.T) {
 		t.Errorf("round after that wrote %d records, want none", n)
 	}
 }
+
+// TestNoStateTopic runs a stage on a broker without the scorer.state
+// topic: it scores everything, counts every partition as not
+// checkpointed, and stops cleanly.
+func TestNoStateTopic(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e: starts a broker and a stage")
+	}
+	const parts = 2
+	_, kc := startBrokerWith(t, parts, stream.TopicNames{Features: "features", Scores: "scores", Alerts: "alerts", Actions: "actions", Models: "models"})
+	key := newKeyPair(t, 1)
+	p := newProducer(t, kc)
+	publishModel(t, p, kc, signed(t, newTestModel(t, 1, 8, "benign", "scan"), schemas.UpdateFull, key))
+	cfg := stageConfig(t, kc, key)
+	cfg.Scorer.State.CheckpointInterval = minCheckpoint
+	r := startStage(t, cfg)
+	rng := rand.New(rand.NewPCG(4, 0))
+	var flows []schemas.Flow
+	for i := range 200 {
+		flows = append(flows, flowOf(fmt.Sprintf("10.3.0.%d", i%40), t0+int64(i)*int64(time.Second), int64(i), false, rng))
+	}
+	produceFlows(t, p, kc, parts, flows)
+	eventually(t, 30*time.Second, func() error {
+		return countErr("distinct flows scored", float64(len(distinctFlows(t, kc))), float64(len(flows)))
+	})
+	time.Sleep(3 * minCheckpoint) // rounds would be due now: nothing to poll for when none may come
+	if err := r.stop(t); err != nil {
+		t.Fatalf("Run = %v, want nil", err)
+	}
+	if got := counter(t, r.reg, "metaids_scorer_state_restores_total", map[string]string{"result": restoreNoTopic}); got != parts {
+		t.Errorf("partitions restored without a topic = %v, want %d", got, parts)
+	}
+	if got := counter(t, r.reg, "metaids_scorer_state_checkpoint_records_total", nil); got != 0 {
+		t.Errorf("checkpoint records = %v, want none", got)
+	}
+}
