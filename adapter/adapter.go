@@ -85,7 +85,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Stage, error
 	pub := priv.Public().(ed25519.PublicKey)
 	keyID := schemas.KeyID(pub)
 	keys[keyID] = pub
-	codecs, err := schemas.NewCodecs(nil)
+	codecs, err := openCodecs(cfg.SchemaRegistry)
 	if err != nil {
 		return nil, fmt.Errorf("adapter: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/metaids/metaids/model"
+	"github.com/metaids/metaids/schemas"
 	"github.com/metaids/metaids/stream"
 )
 
@@ -26,6 +27,9 @@ const (
 type Config struct {
 	stream.Config `yaml:"kafka"`
 	Adapter       Settings `yaml:"adapter"`
+	// SchemaRegistry, when its URL is set, supplies the Avro schema ids
+	// (flags -schema-registry.*); empty uses the fixed ids.
+	SchemaRegistry schemas.RegistryConfig `yaml:"schema-registry"`
 }
 
 // Settings are the adapter's own settings.
@@ -150,7 +154,8 @@ type RateLimitConfig struct {
 // DefaultConfig returns the defaults documented on each field.
 func DefaultConfig() Config {
 	return Config{
-		Config: stream.DefaultConfig(),
+		Config:         stream.DefaultConfig(),
+		SchemaRegistry: schemas.DefaultRegistryConfig(),
 		Adapter: Settings{
 			Model:             "metaids",
 			Group:             "metaids-adapter",
@@ -169,7 +174,7 @@ func DefaultConfig() Config {
 
 // Validate reports every invalid setting, each error naming its flag.
 func (c Config) Validate() error {
-	errs := []error{c.Config.Validate()}
+	errs := []error{c.Config.Validate(), c.SchemaRegistry.Validate()}
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	s := c.Adapter
 	if s.Model == "" {

@@ -66,6 +66,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		resumeCommitErr: counter("resume_commit_errors_total",
 			"Failed commits of the labels resume offsets; the next commit or update carries them."),
 	}
+	// Dashboards and alert rules can rate() the gate's decisions from the
+	// start, before the first fit.
+	for _, r := range []string{"accepted", "rejected"} {
+		m.gate.WithLabelValues(r)
+	}
 	return m
 }
 

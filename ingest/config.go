@@ -43,6 +43,9 @@ type Config struct {
 	Ingest        Settings        `yaml:"ingest"`
 	Features      features.Config `yaml:"features"`
 	Shutdown      ShutdownConfig  `yaml:"shutdown"`
+	// SchemaRegistry, when its URL is set, supplies the Avro schema ids
+	// (flags -schema-registry.*); empty uses the fixed ids.
+	SchemaRegistry schemas.RegistryConfig `yaml:"schema-registry"`
 }
 
 // Settings are the stage's own settings, under the YAML key "ingest", so
@@ -105,6 +108,8 @@ func DefaultConfig() Config {
 		Ingest:   DefaultSettings(),
 		Features: features.DefaultConfig(),
 		Shutdown: ShutdownConfig{Timeout: 30 * time.Second},
+
+		SchemaRegistry: schemas.DefaultRegistryConfig(),
 	}
 }
 
@@ -122,7 +127,7 @@ func DefaultSettings() Settings {
 
 // Validate reports every invalid setting, each error naming its flag.
 func (c Config) Validate() error {
-	errs := []error{c.Config.Validate(), c.Ingest.Validate(), c.Features.Validate()}
+	errs := []error{c.Config.Validate(), c.Ingest.Validate(), c.Features.Validate(), c.SchemaRegistry.Validate()}
 	// Reading its own output would loop every record forever.
 	topics := schemas.Topics{Prefix: c.TopicPrefix}
 	for _, t := range c.Ingest.InputTopics() {

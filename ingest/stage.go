@@ -142,7 +142,7 @@ func newStage(cfg Config, log *slog.Logger, reg prometheus.Registerer, now func(
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	codecs, err := schemas.NewCodecs(nil)
+	codecs, err := openCodecs(cfg.SchemaRegistry)
 	if err != nil {
 		return nil, fmt.Errorf("ingest codecs: %w", err)
 	}

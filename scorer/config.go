@@ -40,6 +40,9 @@ type Config struct {
 	stream.Config `yaml:"kafka"`
 	Scorer        Settings       `yaml:"scorer"`
 	Shutdown      ShutdownConfig `yaml:"shutdown"`
+	// SchemaRegistry, when its URL is set, supplies the Avro schema ids
+	// (flags -schema-registry.*); empty uses the fixed ids.
+	SchemaRegistry schemas.RegistryConfig `yaml:"schema-registry"`
 }
 
 // ShutdownConfig bounds the drain on SIGTERM.
@@ -52,7 +55,7 @@ type ShutdownConfig struct {
 
 // DefaultConfig returns the default settings of both parts.
 func DefaultConfig() Config {
-	return Config{Config: stream.DefaultConfig(), Scorer: DefaultSettings(), Shutdown: ShutdownConfig{Timeout: 30 * time.Second}}
+	return Config{Config: stream.DefaultConfig(), Scorer: DefaultSettings(), Shutdown: ShutdownConfig{Timeout: 30 * time.Second}, SchemaRegistry: schemas.DefaultRegistryConfig()}
 }
 
 // Validate reports every invalid setting, each error naming its flag.
@@ -61,7 +64,7 @@ func (c Config) Validate() error {
 	if c.Shutdown.Timeout < 0 {
 		errs = append(errs, fmt.Errorf("-shutdown.timeout: must not be negative, got %s", c.Shutdown.Timeout))
 	}
-	return errors.Join(c.Config.Validate(), c.Scorer.Validate(), errors.Join(errs...))
+	return errors.Join(c.Config.Validate(), c.Scorer.Validate(), c.SchemaRegistry.Validate(), errors.Join(errs...))
 }
 
 // Settings are the scorer's own settings, under the YAML key "scorer", so

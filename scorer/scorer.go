@@ -136,7 +136,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Stage, error
 // newStage builds everything but the Kafka clients: the scoring core that
 // the unit tests and the benchmark drive directly.
 func newStage(cfg Config, keys map[string]ed25519.PublicKey, log *slog.Logger, reg prometheus.Registerer) (*Stage, error) {
-	codecs, err := schemas.NewCodecs(nil)
+	codecs, err := openCodecs(cfg.SchemaRegistry)
 	if err != nil {
 		return nil, fmt.Errorf("scorer codecs: %w", err)
 	}

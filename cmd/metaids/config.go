@@ -38,6 +38,7 @@ type binder struct {
 	file     string
 	check    bool
 	getenv   func(string) (string, bool)
+	aliases  map[string]string // alias flag → setting name
 }
 
 // bind registers one flag per leaf field of *cfg, plus -config.file and
@@ -50,6 +51,15 @@ func bind(fs *flag.FlagSet, cfg any) *binder {
 	fs.StringVar(&b.file, "config", "", "alias of -config.file")
 	fs.BoolVar(&b.check, "check-config", false, "alias of -config.check")
 	b.walk(reflect.ValueOf(cfg).Elem(), "")
+	// A URL setting also answers to its group's name, so
+	// --schema-registry URL works as Confluent's tools spell it.
+	b.aliases = map[string]string{}
+	for _, s := range b.settings {
+		if group, ok := strings.CutSuffix(s.name, ".url"); ok && fs.Lookup(group) == nil && fs.Lookup(s.name) != nil {
+			fs.Var(fs.Lookup(s.name).Value, group, "alias of -"+s.name)
+			b.aliases[group] = s.name
+		}
+	}
 	return b
 }
 
@@ -138,7 +148,12 @@ func (b *binder) load(args []string) error {
 		}
 	}
 	visited := map[string]bool{}
-	b.fs.Visit(func(f *flag.Flag) { visited[f.Name] = true })
+	b.fs.Visit(func(f *flag.Flag) {
+		visited[f.Name] = true
+		if name, ok := b.aliases[f.Name]; ok {
+			visited[name] = true
+		}
+	})
 	for _, s := range b.settings {
 		if visited[s.name] {
 			if err := setFromString(s.v, *s.raw); err != nil {

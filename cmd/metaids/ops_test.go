@@ -684,6 +684,7 @@ func TestOpsUpMetrics(t *testing.T) {
 		{"metaids_adapter_model_version", dto.MetricType_GAUGE},
 		{"metaids_adapter_model_updates_total", dto.MetricType_COUNTER},
 		{"metaids_adapter_fit_seconds", dto.MetricType_HISTOGRAM},
+		{"metaids_adapter_gate_decisions_total", dto.MetricType_COUNTER},
 		{"metaids_stream_consumer_lag", dto.MetricType_GAUGE},
 		{"metaids_stream_handler_seconds", dto.MetricType_HISTOGRAM},
 	} {

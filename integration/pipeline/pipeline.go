@@ -35,6 +35,8 @@ type Config struct {
 	Scorer   scorer.Settings       `yaml:"scorer"`
 	Adapter  adapter.Settings      `yaml:"adapter"`
 	Shutdown ingest.ShutdownConfig `yaml:"shutdown"`
+	// SchemaRegistry is shared by the three stages (-schema-registry.*).
+	SchemaRegistry schemas.RegistryConfig `yaml:"schema-registry"`
 }
 
 // BrokerConfig configures the embedded broker.
@@ -73,6 +75,8 @@ func DefaultConfig() Config {
 		Scorer:   scorer.DefaultSettings(),
 		Adapter:  adapter.DefaultConfig().Adapter,
 		Shutdown: ingest.ShutdownConfig{Timeout: 30 * time.Second},
+
+		SchemaRegistry: schemas.DefaultRegistryConfig(),
 	}
 }
 
@@ -165,11 +169,11 @@ func Start(ctx context.Context, cfg *Config, m *model.Model, log *slog.Logger, r
 		log.Info("models topic already holds a model; serving the newest that verifies")
 	}
 
-	ic := ingest.Config{Config: p.Kafka, Ingest: cfg.Ingest, Features: cfg.Features, Shutdown: cfg.Shutdown}
+	ic := ingest.Config{Config: p.Kafka, Ingest: cfg.Ingest, Features: cfg.Features, Shutdown: cfg.Shutdown, SchemaRegistry: cfg.SchemaRegistry}
 	if p.Ingest, err = ingest.New(ic, log.With("stage", "ingest"), reg); err != nil {
 		return fail(err)
 	}
-	sc := scorer.Config{Config: p.Kafka, Scorer: cfg.Scorer, Shutdown: scorer.ShutdownConfig{Timeout: cfg.Shutdown.Timeout}}
+	sc := scorer.Config{Config: p.Kafka, Scorer: cfg.Scorer, Shutdown: scorer.ShutdownConfig{Timeout: cfg.Shutdown.Timeout}, SchemaRegistry: cfg.SchemaRegistry}
 	sc.Scorer.Model.Keys = append(sc.Scorer.Model.Keys, pubPath)
 	if m != nil {
 		sc.Scorer.Model.Name = m.Name
@@ -177,7 +181,7 @@ func Start(ctx context.Context, cfg *Config, m *model.Model, log *slog.Logger, r
 	if p.Scorer, err = scorer.New(sc, log, reg); err != nil {
 		return fail(err)
 	}
-	ac := adapter.Config{Config: p.Kafka, Adapter: cfg.Adapter}
+	ac := adapter.Config{Config: p.Kafka, Adapter: cfg.Adapter, SchemaRegistry: cfg.SchemaRegistry}
 	ac.Adapter.SigningKey = keyPath
 	ac.Adapter.Model = sc.Scorer.Model.Name
 	if p.Adapter, err = adapter.New(ac, log, reg); err != nil {
@@ -207,11 +211,11 @@ func (c *Config) Validate() error {
 	if c.Broker.Partitions < 1 {
 		errs = append(errs, fmt.Errorf("-broker.partitions: must be at least 1, got %d", c.Broker.Partitions))
 	}
-	errs = append(errs, ingest.Config{Config: kc, Ingest: c.Ingest, Features: c.Features, Shutdown: c.Shutdown}.Validate())
-	sc := scorer.Config{Config: kc, Scorer: c.Scorer}
+	errs = append(errs, ingest.Config{Config: kc, Ingest: c.Ingest, Features: c.Features, Shutdown: c.Shutdown, SchemaRegistry: c.SchemaRegistry}.Validate())
+	sc := scorer.Config{Config: kc, Scorer: c.Scorer, SchemaRegistry: c.SchemaRegistry}
 	sc.Scorer.Model.Keys = append(sc.Scorer.Model.Keys, "placeholder.pub") // up makes its own
 	errs = append(errs, sc.Validate())
-	ac := adapter.Config{Config: kc, Adapter: c.Adapter}
+	ac := adapter.Config{Config: kc, Adapter: c.Adapter, SchemaRegistry: c.SchemaRegistry}
 	ac.Adapter.SigningKey = "placeholder.pem"
 	errs = append(errs, ac.Validate())
 	return errors.Join(errs...)
