@@ -29,4 +29,21 @@
 // Validation. A Validator checks what single fields cannot show: addresses
 // set, end not before start, and flow times within a window of now, or, in
 // replay mode, of the latest flow seen on the same partition.
+//
+// The stage (Stage) reads the input topics as a consumer group, decodes and
+// validates each record, dead-letters the bad ones to flows.dlq (Avro
+// DeadLetter: reason, original bytes, topic/partition/offset) and produces
+// one Arrow batch per features partition (murmur2 of the host), committing
+// its input only after every batch and dead letter is acknowledged:
+// at-least-once, and every record is processed, skipped or dead-lettered.
+// It is stateless apart from header context, so replicas scale it. Metrics:
+//
+//	metaids_ingest_records_total{source,outcome}  outcome: ok, dead_lettered, skipped
+//	metaids_ingest_dead_letters_total{reason}     reason: see Reasons
+//	metaids_ingest_skipped_total{reason}          reason: see SkipReasons
+//	metaids_ingest_flows_total                    rows produced to features
+//	metaids_ingest_batches_total                  features messages produced
+//	metaids_ingest_batch_rows                     histogram of rows per message
+//
+// plus the metaids_stream_* metrics of its consumer and producer.
 package ingest
