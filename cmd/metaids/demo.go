@@ -55,7 +55,9 @@ func runDemo(ctx context.Context, args []string, stderr io.Writer) int {
 	d := &cfg.Demo
 	d.Hosts, d.Rate, d.Seed, d.Analyst, d.NewFam, d.Shots, d.Refresh = 500, 1, 1, true, integration.FamilyDNSTunnel, 10, 2*time.Second
 	cfg.UpConfig = UpConfig{Config: pipeline.DefaultConfig(), Common: defaultCommon()}
-	cfg.Log = LogConfig{Format: "text", Level: "warn"}
+	// The live view is the demo's output; the stages' logs would interleave
+	// with it, so only errors show unless -log.level says otherwise.
+	cfg.Log = LogConfig{Format: "text", Level: "error"}
 	cfg.HTTP.HTTPAddr = ""
 	up := &cfg.UpConfig
 	up.Ingest.Inputs = []string{"flows.nprobe"}
