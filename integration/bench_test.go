@@ -21,13 +21,11 @@ import (
 	"github.com/segmentio/kafka-go"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/metaids/metaids/dataset"
 	"github.com/metaids/metaids/integration"
 	"github.com/metaids/metaids/integration/pipeline"
 	"github.com/metaids/metaids/model"
 	"github.com/metaids/metaids/schemas"
 	"github.com/metaids/metaids/stream"
-	"github.com/metaids/metaids/train"
 )
 
 // BenchmarkPipeline runs the whole pipeline on this machine, over the
@@ -53,7 +51,7 @@ import (
 // The settings are benchPipelineConfig's; METAIDS_BENCH_* variables
 // override some of them (see there).
 func BenchmarkPipeline(b *testing.B) {
-	m := benchModel(b)
+	m := trainedModel(b)
 	b.Run("max", func(b *testing.B) {
 		for b.Loop() {
 			benchMax(b, m, 400_000)
@@ -64,46 +62,6 @@ func BenchmarkPipeline(b *testing.B) {
 			benchRate(b, m, 50_000, 10*time.Second)
 		}
 	})
-}
-
-var (
-	benchModelOnce sync.Once
-	benchModelM    *model.Model
-	benchModelErr  error
-)
-
-// benchModel trains the end-to-end tests' model (see trainedModel) once
-// per benchmark binary.
-func benchModel(b *testing.B) *model.Model {
-	b.Helper()
-	benchModelOnce.Do(func() {
-		sc := dataset.DefaultSyntheticConfig()
-		sc.Duration = 12 * time.Minute
-		recs, err := dataset.Synthetic(sc)
-		if err != nil {
-			benchModelErr = err
-			return
-		}
-		dc := dataset.DefaultConfig()
-		dc.Holdout = []string{integration.FamilyDNSTunnel}
-		d, err := dataset.Build(recs, dc)
-		if err != nil {
-			benchModelErr = err
-			return
-		}
-		tc := train.DefaultConfig()
-		tc.Epochs, tc.PretrainEpochs = 6, 2
-		res, err := train.Train(context.Background(), d, tc, nil)
-		if err != nil {
-			benchModelErr = err
-			return
-		}
-		benchModelM = res.Model
-	})
-	if benchModelErr != nil {
-		b.Fatalf("train the benchmark model: %v", benchModelErr)
-	}
-	return benchModelM.Clone()
 }
 
 // benchPipelineConfig is the pipeline tuned for latency at 50,000 flows/s:

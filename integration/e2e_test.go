@@ -31,7 +31,7 @@ var (
 
 // trainedModel trains a small synthetic model once per test binary: a few
 // seconds, seeded, with every family but the DNS tunnel known.
-func trainedModel(t *testing.T) *model.Model {
+func trainedModel(t testing.TB) *model.Model {
 	t.Helper()
 	modelOnce.Do(func() {
 		sc := dataset.DefaultSyntheticConfig()
