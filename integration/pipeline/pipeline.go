@@ -88,6 +88,8 @@ type Pipeline struct {
 	Ingest  *ingest.Stage
 	Scorer  *scorer.Stage
 	Adapter *adapter.Stage
+
+	tmpDir string // the ephemeral signing key's, removed by Close
 }
 
 // Ready reports whether every stage is ready.
@@ -99,6 +101,9 @@ func (p *Pipeline) Ready() bool {
 func (p *Pipeline) Close() {
 	if p.Broker != nil {
 		p.Broker.Close()
+	}
+	if p.tmpDir != "" {
+		os.RemoveAll(p.tmpDir)
 	}
 }
 
@@ -126,11 +131,13 @@ func Start(ctx context.Context, cfg *Config, m *model.Model, log *slog.Logger, r
 	if keyPath == "" {
 		dir := cfg.Broker.DataDir
 		if dir == "" {
+			// An in-memory broker forgets the models signed with this
+			// key when it stops, so the key goes with it (Close).
 			d, err := os.MkdirTemp("", "metaids-keys-")
 			if err != nil {
 				return fail(err)
 			}
-			dir = d
+			dir, p.tmpDir = d, d
 		}
 		keyPath = filepath.Join(dir, "signing-key.pem")
 	}
