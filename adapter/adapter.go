@@ -191,7 +191,9 @@ func (s *Stage) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			stopReaders()
-			s.commitResume(context.WithoutCancel(ctx))
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Shutdown.Timeout)
+			s.commitResume(dctx)
+			cancel()
 			s.log.Info("adapter stopped", "model_version", s.version.Load())
 			return nil
 		case it := <-in:

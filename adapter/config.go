@@ -30,6 +30,15 @@ type Config struct {
 	// SchemaRegistry, when its URL is set, supplies the Avro schema ids
 	// (flags -schema-registry.*); empty uses the fixed ids.
 	SchemaRegistry schemas.RegistryConfig `yaml:"schema-registry"`
+	Shutdown       ShutdownConfig         `yaml:"shutdown"`
+}
+
+// ShutdownConfig bounds the drain on SIGTERM.
+type ShutdownConfig struct {
+	// Timeout is how long the stage may take, after it is told to stop, to
+	// record how far it has read the labels. Flag -shutdown.timeout;
+	// default 30s.
+	Timeout time.Duration `yaml:"timeout" help:"time to record the labels read so far on shutdown"`
 }
 
 // Settings are the adapter's own settings.
@@ -156,6 +165,7 @@ func DefaultConfig() Config {
 	return Config{
 		Config:         stream.DefaultConfig(),
 		SchemaRegistry: schemas.DefaultRegistryConfig(),
+		Shutdown:       ShutdownConfig{Timeout: 30 * time.Second},
 		Adapter: Settings{
 			Model:             "metaids",
 			Group:             "metaids-adapter",
@@ -175,6 +185,9 @@ func DefaultConfig() Config {
 // Validate reports every invalid setting, each error naming its flag.
 func (c Config) Validate() error {
 	errs := []error{c.Config.Validate(), c.SchemaRegistry.Validate()}
+	if c.Shutdown.Timeout <= 0 {
+		errs = append(errs, fmt.Errorf("-shutdown.timeout: must be positive, got %s", c.Shutdown.Timeout))
+	}
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	s := c.Adapter
 	if s.Model == "" {

@@ -194,7 +194,7 @@ func (c Config) Validate() error {
 	// refuse, named by the same flags.
 	ac := c.Adapter.settings()
 	ac.SigningKey = "(generated)"
-	if err := (adapter.Config{Config: stream.DefaultConfig(), Adapter: ac}).Validate(); err != nil {
+	if err := (adapter.Config{Config: stream.DefaultConfig(), Adapter: ac, Shutdown: adapter.DefaultConfig().Shutdown}).Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if len(c.Dataset.Holdout) > 0 {

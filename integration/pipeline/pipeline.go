@@ -188,7 +188,7 @@ func Start(ctx context.Context, cfg *Config, m *model.Model, log *slog.Logger, r
 	if p.Scorer, err = scorer.New(sc, log, reg); err != nil {
 		return fail(err)
 	}
-	ac := adapter.Config{Config: p.Kafka, Adapter: cfg.Adapter, SchemaRegistry: cfg.SchemaRegistry}
+	ac := adapter.Config{Config: p.Kafka, Adapter: cfg.Adapter, SchemaRegistry: cfg.SchemaRegistry, Shutdown: adapter.ShutdownConfig{Timeout: cfg.Shutdown.Timeout}}
 	ac.Adapter.SigningKey = keyPath
 	ac.Adapter.Model = sc.Scorer.Model.Name
 	if p.Adapter, err = adapter.New(ac, log, reg); err != nil {
@@ -222,7 +222,7 @@ func (c *Config) Validate() error {
 	sc := scorer.Config{Config: kc, Scorer: c.Scorer, SchemaRegistry: c.SchemaRegistry}
 	sc.Scorer.Model.Keys = append(sc.Scorer.Model.Keys, "placeholder.pub") // up makes its own
 	errs = append(errs, sc.Validate())
-	ac := adapter.Config{Config: kc, Adapter: c.Adapter, SchemaRegistry: c.SchemaRegistry}
+	ac := adapter.Config{Config: kc, Adapter: c.Adapter, SchemaRegistry: c.SchemaRegistry, Shutdown: adapter.ShutdownConfig{Timeout: c.Shutdown.Timeout}}
 	ac.Adapter.SigningKey = "placeholder.pem"
 	errs = append(errs, ac.Validate())
 	return errors.Join(errs...)
