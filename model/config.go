@@ -29,6 +29,11 @@ type Config struct {
 	// SpecHash identifies the feature spec; loading a model checks it.
 	// Default "" (unchecked).
 	SpecHash string `yaml:"spec_hash"`
+	// PerFlow makes the model a per-flow baseline: the LSTM's state is
+	// reset to zero before every step, so each flow is judged on its own
+	// features by the same cell and heads. It is what the per-host LSTM
+	// has to beat to show the sequence matters. Default false.
+	PerFlow bool `yaml:"per_flow"`
 }
 
 // DefaultConfig returns the defaults documented on Config's fields.

@@ -103,6 +103,7 @@ type Model struct {
 	P Params
 
 	features, hidden int
+	perFlow          bool // Config.PerFlow: state reset before every step
 	classes          []string
 	mean, std        []float32
 	invStd           []float32 // 1/std, what normalisation multiplies by
@@ -123,6 +124,7 @@ func New(cfg Config, rng *rand.Rand) (*Model, error) {
 	m := newShaped(f, h, c)
 	m.Name = cfg.Name
 	m.SpecHash = cfg.SpecHash
+	m.perFlow = cfg.PerFlow
 	copy(m.classes, cfg.Classes)
 	for k := range m.Thresholds {
 		m.Thresholds[k] = 0.5
@@ -180,6 +182,12 @@ func (m *Model) Features() int { return m.features }
 
 // Hidden returns H, the LSTM's hidden size.
 func (m *Model) Hidden() int { return m.hidden }
+
+// PerFlow reports whether m is a per-flow baseline (Config.PerFlow): Step
+// and Tape reset the state before every flow, so h_{t−1} is always zero,
+// the predictor's guess is its bias alone and the embedding's h half
+// depends on the current flow only.
+func (m *Model) PerFlow() bool { return m.perFlow }
 
 // EmbeddingDim returns H+F, the length of an embedding z = [h_t, x̂_t].
 func (m *Model) EmbeddingDim() int { return m.hidden + m.features }
@@ -292,6 +300,7 @@ func (m *Model) Clone() *Model {
 	c := newShaped(m.features, m.hidden, len(m.classes))
 	c.Name, c.Version, c.ParentVersion, c.CreatedNs = m.Name, m.Version, m.ParentVersion, m.CreatedNs
 	c.SpecHash = m.SpecHash
+	c.perFlow = m.perFlow
 	c.AnomalyThreshold = m.AnomalyThreshold
 	copy(c.classes, m.classes)
 	copy(c.Thresholds, m.Thresholds)

@@ -166,6 +166,8 @@ func (o *StepOut) EmbOf(i int) []float32 { return o.Emb[i*o.D : (i+1)*o.D] }
 // holds the new flows' raw features (B×F). For each host it scores the flow
 // by how badly the predictor, from h_{t−1}, anticipated it, advances (h, c)
 // with it, and classifies the embedding z = [h_t, x̂_t]; see StepOut.
+// A per-flow model (Model.PerFlow) zeroes h and c first, so what the hosts
+// did before does not count; h and c still receive the new states.
 //
 // Step panics if the lengths of h, c and x disagree with the model or B
 // exceeds ws.MaxBatch(), as gonum does for mismatched shapes: that is a bug
@@ -198,6 +200,10 @@ func (m *Model) Step(ws *Workspace, h, c, x []float32, out *StepOut) {
 		rows := min(ws.chunk, b-r0)
 		tiles := roundUp(rows, kern.mr)
 		hs, cs := h[r0*hid:(r0+rows)*hid], c[r0*hid:(r0+rows)*hid]
+		if m.perFlow {
+			clear(hs)
+			clear(cs)
+		}
 		for i := range rows {
 			copy(ws.a[i*k:i*k+hid], hs[i*hid:(i+1)*hid])
 		}

@@ -13,15 +13,28 @@ import (
 //
 // Inputs and per-flow outputs are addressed by (s, t): sequence s, step t.
 // A Tape is reused across batches; it allocates only in NewTape.
+//
+// A per-flow model (Model.PerFlow) runs on the same windows, each flow as a
+// window of its own that starts from a zero state: (s, t) addresses the same
+// flow, and the losses and gradients mean the same, but nothing flows from
+// one step to the next.
 type Tape struct {
 	m  *Model
-	tp *tape[float32]
+	tp *tape[float32] // the tape of the last Forward: seq or flat
+	// seq holds windows of n flows; flat, made on the first per-flow
+	// Forward, holds maxS·n windows of one flow. Both lay the flows of a
+	// batch out in the same order, [s][t] flattened, so the inputs, labels
+	// and masks of one serve the other unchanged.
+	seq, flat *tape[float32]
+	maxS, n   int
+	s         int // sequences of the last Forward
 }
 
 // NewTape returns a tape for windows of steps flows and up to maxSeqs
 // sequences of m's shape.
 func NewTape(m *Model, maxSeqs, steps int) *Tape {
-	return &Tape{m: m, tp: newTape[float32](m.features, m.hidden, len(m.classes), maxSeqs, steps)}
+	seq := newTape[float32](m.features, m.hidden, len(m.classes), maxSeqs, steps)
+	return &Tape{m: m, tp: seq, seq: seq, maxS: maxSeqs, n: steps}
 }
 
 // ForwardOptions are the optional parts of a forward pass.
@@ -29,6 +42,7 @@ type ForwardOptions struct {
 	// H0 and C0 are the sequences' initial states (S×H); nil means zeros.
 	// Carrying the final states of one window into the next gives truncated
 	// BPTT over long streams; no gradient flows into them.
+	// A per-flow model ignores them.
 	H0, C0 []float32
 	// Dropout is the probability of zeroing each embedding element before
 	// the classifier (survivors are scaled by 1/(1−Dropout)). 0 at
@@ -50,24 +64,47 @@ func (tp *Tape) Forward(m *Model, x []float32, seqs int, opt ForwardOptions) {
 		panic(fmt.Sprintf("model: Tape.Forward: dropout %g outside [0, 1)", opt.Dropout))
 	}
 	tp.m = m
-	tp.tp.forward(aliasParams(&m.P), m.mean, m.invStd, x, seqs, opt.H0, opt.C0, opt.Dropout, opt.Rng)
+	if !m.perFlow {
+		tp.tp = tp.seq
+		tp.tp.forward(aliasParams(&m.P), m.mean, m.invStd, x, seqs, opt.H0, opt.C0, opt.Dropout, opt.Rng)
+		tp.s = tp.tp.s
+		return
+	}
+	if seqs < 1 || seqs > tp.maxS {
+		panic(fmt.Sprintf("model: Tape.Forward: %d sequences on a tape for %d", seqs, tp.maxS))
+	}
+	if tp.flat == nil {
+		tp.flat = newTape[float32](m.features, m.hidden, len(m.classes), tp.maxS*tp.n, 1)
+	}
+	tp.tp = tp.flat
+	tp.tp.forward(aliasParams(&m.P), m.mean, m.invStd, x, seqs*tp.n, nil, nil, opt.Dropout, opt.Rng)
+	tp.s = seqs
 }
 
 // Seqs returns the number of sequences of the last Forward.
-func (tp *Tape) Seqs() int { return tp.tp.s }
+func (tp *Tape) Seqs() int { return tp.s }
 
 // Steps returns the window length T.
-func (tp *Tape) Steps() int { return tp.tp.n }
+func (tp *Tape) Steps() int { return tp.n }
 
 func (tp *Tape) check(s, t int) {
-	if s < 0 || s >= tp.tp.s || t < 0 || t >= tp.tp.n {
-		panic(fmt.Sprintf("model: Tape: (s, t) = (%d, %d) outside %d×%d", s, t, tp.tp.s, tp.tp.n))
+	if s < 0 || s >= tp.s || t < 0 || t >= tp.n {
+		panic(fmt.Sprintf("model: Tape: (s, t) = (%d, %d) outside %d×%d", s, t, tp.s, tp.n))
 	}
+}
+
+// at returns the offset of flow (s, t) in a buffer of width w of the tape
+// in use.
+func (tp *Tape) at(s, t, w int) int {
+	if tp.tp == tp.flat {
+		return tp.tp.at(s*tp.n+t, 0, w)
+	}
+	return tp.tp.at(s, t, w)
 }
 
 func (tp *Tape) view(buf []float32, s, t, w int) []float32 {
 	tp.check(s, t)
-	o := tp.tp.at(s, t, w)
+	o := tp.at(s, t, w)
 	return buf[o : o+w : o+w]
 }
 
@@ -98,7 +135,11 @@ func (tp *Tape) DPred(s, t int) []float32 { return tp.view(tp.tp.dpred, s, t, tp
 // the next window.
 func (tp *Tape) Final(s int) (h, c []float32) {
 	tp.check(s, 0)
-	o := (tp.tp.n*tp.tp.s + s) * tp.tp.h
+	i := s
+	if tp.tp == tp.flat {
+		i = s*tp.n + tp.n - 1
+	}
+	o := (tp.tp.n*tp.tp.s + i) * tp.tp.h
 	return tp.tp.hs[o : o+tp.tp.h], tp.tp.cs[o : o+tp.tp.h]
 }
 
@@ -113,8 +154,11 @@ func (tp *Tape) ZeroGrad() { tp.tp.zeroGrad() }
 // A missing (non-finite) raw feature has nothing to be predicted against and
 // is left out.
 func (tp *Tape) PredictLoss(weight float32, from int) float64 {
-	if from < 0 || from >= tp.tp.n {
-		panic(fmt.Sprintf("model: PredictLoss: from = %d outside the window of %d steps", from, tp.tp.n))
+	if from < 0 || from >= tp.n {
+		panic(fmt.Sprintf("model: PredictLoss: from = %d outside the window of %d steps", from, tp.n))
+	}
+	if tp.tp == tp.flat {
+		return tp.tp.predictLoss(weight, func(i, _ int) bool { return i%tp.n >= from })
 	}
 	return tp.tp.predictLoss(weight, func(_, t int) bool { return t >= from })
 }
@@ -122,8 +166,8 @@ func (tp *Tape) PredictLoss(weight float32, from int) float64 {
 // PredictLossMask is PredictLoss over the flows with mask[s·T+t] set, for
 // a trainer that predicts only some flows (say, benign ones).
 func (tp *Tape) PredictLossMask(weight float32, mask []bool) float64 {
-	if len(mask) != tp.tp.s*tp.tp.n {
-		panic(fmt.Sprintf("model: PredictLossMask: %d mask entries for %d sequences of %d steps", len(mask), tp.tp.s, tp.tp.n))
+	if len(mask) != tp.s*tp.n {
+		panic(fmt.Sprintf("model: PredictLossMask: %d mask entries for %d sequences of %d steps", len(mask), tp.s, tp.n))
 	}
 	return tp.tp.predictLoss(weight, func(s, t int) bool { return mask[s*tp.tp.n+t] })
 }

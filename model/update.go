@@ -42,7 +42,38 @@ func (m *Model) Update(kind schemas.UpdateKind) (*schemas.ModelUpdate, error) {
 	for _, t := range tensors {
 		u.Tensors = append(u.Tensors, schemas.Tensor{Name: t.Name, Rows: int32(t.Rows), Cols: int32(t.Cols), Data: slices.Clone(t.Data)})
 	}
+	if kind == schemas.UpdateFull && m.perFlow {
+		u.Tensors = append(u.Tensors, schemas.Tensor{Name: TensorPerFlow, Rows: 1, Cols: 1, Data: []float32{1}})
+	}
 	return u, nil
+}
+
+// TensorPerFlow marks a per-flow model (Config.PerFlow) in a full update: a
+// 1×1 tensor holding 1, absent for the per-host LSTM. It travels as a
+// tensor, not as a field of the record, because the codecs read only the
+// embedded schema: a new field would make the records already on the
+// compacted models topic, and the model files already written, unreadable.
+// A build that predates it refuses the unknown tensor instead of stepping
+// a per-flow model with state. Head updates do not carry it: they keep the
+// base model's encoder, and with it its mode.
+const TensorPerFlow = "lstm.per_flow"
+
+// takePerFlow removes the per-flow marker from tensors and reports whether
+// it was there; a marker of another shape or value is an error.
+func takePerFlow(tensors []schemas.Tensor) ([]schemas.Tensor, bool, error) {
+	i := slices.IndexFunc(tensors, func(t schemas.Tensor) bool { return t.Name == TensorPerFlow })
+	if i < 0 {
+		return tensors, false, nil
+	}
+	t := tensors[i]
+	if t.Rows != 1 || t.Cols != 1 || len(t.Data) != 1 || t.Data[0] != 1 {
+		return nil, false, fmt.Errorf("model update: tensor %q: %w: want 1×1 holding 1, got %d×%d %v", TensorPerFlow, ErrInvalid, t.Rows, t.Cols, t.Data)
+	}
+	rest := slices.Delete(slices.Clone(tensors), i, i+1)
+	if slices.ContainsFunc(rest, func(t schemas.Tensor) bool { return t.Name == TensorPerFlow }) {
+		return nil, false, fmt.Errorf("model update: tensor %q: %w: appears twice", TensorPerFlow, ErrInvalid)
+	}
+	return rest, true, nil
 }
 
 // FromUpdate builds a model from a full update, checking everything a
@@ -81,7 +112,12 @@ func FromUpdate(u *schemas.ModelUpdate, specHash string) (*Model, error) {
 	if err := m.SetNorm(u.NormMean, u.NormStd); err != nil {
 		return nil, fmt.Errorf("model update: %w", err)
 	}
-	if err := fillTensors(m.Tensors(), u.Tensors); err != nil {
+	tensors, perFlow, err := takePerFlow(u.Tensors)
+	if err != nil {
+		return nil, err
+	}
+	m.perFlow = perFlow
+	if err := fillTensors(m.Tensors(), tensors); err != nil {
 		return nil, err
 	}
 	return m, nil
