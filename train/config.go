@@ -96,6 +96,11 @@ type Config struct {
 	// deviations in units of normal traffic's spread, not of a class mix
 	// that is often a sampling artefact (86% attacks in the CIC sample).
 	NormAll bool `yaml:"norm-all" help:"fit the feature normalisation on all training flows, not only benign and unlabelled ones"`
+	// PerFlow trains the per-flow baseline (model.Config.PerFlow) instead
+	// of the per-host LSTM, with the objectives adjusted as perFlowConfig
+	// says. It is chosen by `metaids train -baseline per-flow` and by eval's
+	// -baseline, not by a flag of its own. Default false.
+	PerFlow bool `yaml:"-"`
 }
 
 // Weights weigh the training objectives.

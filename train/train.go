@@ -123,6 +123,7 @@ func Train(ctx context.Context, d *dataset.Dataset, cfg Config, progress func(Pr
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("train config: %w", err)
 	}
+	cfg = perFlowConfig(cfg)
 	start := time.Now()
 	tr, err := newTrainer(d, cfg, progress)
 	if err != nil {
@@ -221,7 +222,7 @@ func newTrainer(d *dataset.Dataset, cfg Config, progress func(Progress)) (*train
 	if len(tr.all) == 0 {
 		return nil, fmt.Errorf("train: %w: the train split is empty", dataset.ErrNoData)
 	}
-	mcfg := model.Config{Name: "metaids", Features: tr.f, Hidden: cfg.Hidden, Classes: d.Classes, SpecHash: spec.Hash()}
+	mcfg := model.Config{Name: "metaids", Features: tr.f, Hidden: cfg.Hidden, Classes: d.Classes, SpecHash: spec.Hash(), PerFlow: cfg.PerFlow}
 	m, err := model.New(mcfg, rand.New(rand.NewPCG(cfg.Seed, 1)))
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)

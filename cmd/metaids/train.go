@@ -46,6 +46,10 @@ type trainConfig struct {
 	// Ablations also trains and evaluates the model without each
 	// objective, which multiplies the training time by about five.
 	Ablations bool `yaml:"ablations" help:"also train without meta-training, without adversarial augmentation, without pretraining, and with pretraining only, and report each"`
+	// Baseline trains a baseline instead of the per-host LSTM:
+	// train.BaselinePerFlow, the same features, cell and heads on each flow
+	// alone. Default "" (the LSTM).
+	Baseline string `yaml:"baseline" help:"train a baseline instead of the per-host LSTM: per-flow (the same features and heads on each flow alone, state reset before every flow)"`
 	// Progress shows a progress bar: auto (on a terminal), on or off.
 	Progress string `yaml:"progress" help:"progress bar: auto (only on a terminal), on or off"`
 
@@ -87,6 +91,9 @@ func (c trainConfig) Validate() error {
 	}
 	if c.Out == "" {
 		errs = append(errs, errors.New("-out: the model file to write is required"))
+	}
+	if c.Baseline != "" && c.Baseline != train.BaselinePerFlow {
+		errs = append(errs, fmt.Errorf("-baseline: want %s, got %q", train.BaselinePerFlow, c.Baseline))
 	}
 	switch c.Progress {
 	case "auto", "on", "off":
@@ -176,6 +183,7 @@ func trainMain(ctx context.Context, cfg trainConfig, stderr io.Writer, log *slog
 	}
 	log.Info("data loaded", "flows", d.Len(), "hosts", len(d.Hosts), "classes", strings.Join(d.Classes, ","),
 		"holdout", strings.Join(d.Holdout, ","), "dt_prev_from_gaps", d.DeltaT, "seconds", time.Since(t0).Seconds())
+	cfg.Train.PerFlow = cfg.Baseline == train.BaselinePerFlow
 	opt := train.DefaultOptions()
 	opt.Ablations = cfg.Ablations
 	bar := newProgressBar(stderr, cfg.Progress)
@@ -196,7 +204,7 @@ func trainMain(ctx context.Context, cfg trainConfig, stderr io.Writer, log *slog
 	if err := m.Save(cfg.Out); err != nil {
 		return fmt.Errorf("write model: %w", err)
 	}
-	log.Info("model written", "file", cfg.Out, "classes", strings.Join(m.Classes(), ","),
+	log.Info("model written", "file", cfg.Out, "per_flow", m.PerFlow(), "classes", strings.Join(m.Classes(), ","),
 		"train_seconds", res.Duration.Seconds(), "best_epoch", res.BestEpoch+1, "epochs", len(res.History))
 	ev := rep.Test
 	log.Info("test split", "binary_f1", float64(ev.Classifier.F1), "precision", float64(ev.Classifier.Precision),

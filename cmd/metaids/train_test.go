@@ -51,6 +51,7 @@ func TestTrainUsage(t *testing.T) {
 		{"both", []string{"train", "-synthetic", "-data", "x", "-out", "m"}, exitUsage, "not with -synthetic"},
 		{"bad setting", []string{"train", "-synthetic", "-out", "m", "-train.window=1", "-train.burn-in=0"}, exitUsage, "-train.window"},
 		{"bad fraction", []string{"train", "-synthetic", "-out", "m", "-train-fraction=2"}, exitUsage, "-train-fraction"},
+		{"bad baseline", []string{"train", "-synthetic", "-out", "m", "--baseline", "per-host"}, exitUsage, "-baseline: want per-flow"},
 		{"check", []string{"train", "-synthetic", "-out", "m", "-config.check"}, exitOK, "configuration OK"},
 		{"missing data", []string{"train", "-data", "/nonexistent/*.csv", "-out", filepath.Join(t.TempDir(), "m")}, exitRuntime, "matches no file"},
 	}
@@ -106,6 +107,38 @@ func TestTrainSynthetic(t *testing.T) {
 	pngs, _ := filepath.Glob(filepath.Join(dir, "demo.plots", "*.png"))
 	if len(pngs) != 4 {
 		t.Errorf("plots = %q, want 4 PNGs", pngs)
+	}
+}
+
+// TestTrainBaselinePerFlow: `metaids train --baseline per-flow` writes a
+// model file that loads as a per-flow model; without the flag, an LSTM.
+func TestTrainBaselinePerFlow(t *testing.T) {
+	dir := t.TempDir()
+	common := []string{"--synthetic", "-synthetic-data.hosts=6", "-synthetic-data.duration=4m",
+		"-train.hidden=8", "-train.epochs=1", "-train.pretrain-epochs=1", "-train.steps-per-epoch=4", "-report=none", "-plots=none"}
+	for _, tc := range []struct {
+		name    string
+		args    []string
+		perFlow bool
+	}{
+		{"lstm", nil, false},
+		{"per-flow", []string{"--baseline", "per-flow"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out := filepath.Join(dir, tc.name+".model")
+			args := append(append([]string{"train", "--out", out}, common...), tc.args...)
+			var stderr bytes.Buffer
+			if code := run(t.Context(), args, &stderr); code != exitOK {
+				t.Fatalf("run(%q) = %d, stderr:\n%s", args, code, stderr.String())
+			}
+			m, err := model.Load(out, features.Default().Hash())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if m.PerFlow() != tc.perFlow {
+				t.Errorf("%s: loaded model PerFlow() = %v, want %v", tc.name, m.PerFlow(), tc.perFlow)
+			}
+		})
 	}
 }
 
