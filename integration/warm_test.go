@@ -87,12 +87,18 @@ func TestPipelineWarmRestartBeacon(t *testing.T) {
 
 	base := warmRun(t, m, parts, hosts, phases, false, 0)
 	warm := warmRun(t, m, parts, hosts, phases, true, time.Second)
+	// An interval no run reaches: the first replica's round on revocation
+	// is the only checkpoint.
+	revoke := warmRun(t, m, parts, hosts, phases, true, time.Hour)
 	cold := warmRun(t, m, parts, hosts, phases, true, 0)
-	if len(warm.moved) == 0 || len(cold.moved) == 0 {
-		t.Fatalf("no beacon host moved (with checkpoints %v, without %v)", warm.moved, cold.moved)
+	if len(warm.moved) == 0 || len(revoke.moved) == 0 || len(cold.moved) == 0 {
+		t.Fatalf("no beacon host moved (with checkpoints %v, on revocation only %v, without %v)", warm.moved, revoke.moved, cold.moved)
 	}
-	if warm.restored == 0 {
-		t.Error("the second replica restored no hosts from checkpoints")
+	if warm.restored == 0 || revoke.restored == 0 {
+		t.Errorf("the second replica restored %v hosts from checkpoints (%v on revocation only), want some", warm.restored, revoke.restored)
+	}
+	if revoke.replayed != 0 {
+		t.Errorf("with checkpoints on revocation only, the second replica replayed %v flows, want 0", revoke.replayed)
 	}
 
 	classified := func(probs []float32) bool {
@@ -148,10 +154,16 @@ func TestPipelineWarmRestartBeacon(t *testing.T) {
 		return tl
 	}
 	w := compare("with checkpoints", warm)
+	rv := compare("on revocation only", revoke)
 	c := compare("without checkpoints", cold)
-	if w.same != w.flows || w.beacon != w.baseBeacon {
-		t.Errorf("with checkpoints, %d of %d flows after the move scored as without it (%d classified %s, want %d); want all",
-			w.same, w.flows, w.beacon, integration.FamilyBeacon, w.baseBeacon)
+	for _, r := range []struct {
+		name string
+		tl   tally
+	}{{"with checkpoints", w}, {"with checkpoints on revocation only", rv}} {
+		if r.tl.same != r.tl.flows || r.tl.beacon != r.tl.baseBeacon {
+			t.Errorf("%s, %d of %d flows after the move scored as without it (%d classified %s, want %d); want all",
+				r.name, r.tl.same, r.tl.flows, r.tl.beacon, integration.FamilyBeacon, r.tl.baseBeacon)
+		}
 	}
 	if c.same == c.flows {
 		t.Errorf("without checkpoints, every flow after the move scored as without it: the scenario does not exercise the move")
@@ -228,9 +240,9 @@ func warmRun(t *testing.T, m *model.Model, parts int, hosts []netip.Addr, phases
 
 	send(phases[0])
 	waitScored(len(phases[0]))
-	if interval > 0 {
+	if interval > 0 && interval < time.Minute {
 		// The pipeline has run for a while before the rebalance: every
-		// host has been checkpointed once. (A partition's first round
+		// host has been checkpointed once by a periodic round. (A partition's first round
 		// comes half an interval after a replica takes it; a rebalance
 		// before that finds nothing to restore.)
 		n := map[netip.Addr]bool{}

@@ -43,15 +43,21 @@ import (
 // commit failed after its checkpoint was written, the flows it scored and
 // did not commit are applied twice to their hosts' states.)
 //
-// The stream consumer does not report a revocation before the partitions
-// move, so the periodic rounds run inside the handler, where the consumer
-// holds the generation: a round's records are acknowledged before anyone
-// else can be assigned the partition. The stop-time round runs after the
-// consumer has left the group; it has half an interval to land, and a new
+// A replica also writes a round for every partition it holds when the
+// consumer reports their revocation (stream.ConsumerConfig.Revoked): after
+// the last batch is committed, while the consumer still holds the
+// generation, so the round is acknowledged before anyone else can be
+// assigned the partitions, and it is as of the offset the next owner
+// starts at. That owner then has nothing to replay. The periodic rounds
+// run inside the handler for the same reason. Two rounds run outside the
+// generation: the flush loop's, for partitions that have gone quiet, and
+// the stop-time one, which after a successful revocation round has
+// nothing left to write. Each has half an interval to land, and a new
 // owner writes its first round half an interval after it took the
 // partition, so the last word on a host is the new owner's. (The first
 // round comes that early, rather than a whole interval in, because a
-// partition with no round yet is restored with nothing to replay from.)
+// partition with no round yet is restored with nothing to replay from,
+// should the revocation round have failed.)
 //
 // Checkpoints are written in the handler's produce, with the batch's
 // outputs, and a batch is committed only once they are acknowledged.
@@ -584,9 +590,44 @@ func (s *Stage) readRange(ctx context.Context, topic string, id int, from, to in
 	}
 }
 
+// revoked is the consumer's Revoked hook: it writes a round for each
+// partition of a generation that is ending, within the hook's bounded
+// context. A round that fails is undone, as in checkpointIdle: the next
+// owner then replays from the round before, and the hosts are written at
+// the next round if the partition stays here.
+func (s *Stage) revoked(ctx context.Context, parts map[string][]int) {
+	if !s.checkpointsOn() {
+		return
+	}
+	held := parts[s.featuresTopic]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	em := &s.em
+	em.reset()
+	now := s.now()
+	for _, id := range held {
+		p := s.parts[id]
+		if p == nil || !p.ckpt || p.next < 0 {
+			continue
+		}
+		s.checkpoint(p, em)
+		p.ckptAt = now
+	}
+	if len(em.msgs) == 0 {
+		return
+	}
+	if err := s.produce(ctx, em); err != nil {
+		s.uncheckpoint(em)
+		s.log.Warn("checkpoint of revoked partitions failed; their next owner replays from the round before", "partitions", held, "err", err)
+		return
+	}
+	s.log.Info("checkpointed revoked partitions", "partitions", held, "hosts", em.states, "tombstones", em.tombs)
+}
+
 // finalCheckpoint writes a round for every partition still held, after
-// the consumer has stopped. It has half an interval (or the timeout, if
-// shorter) to be acknowledged: see the note at the top of this file.
+// the consumer has stopped: what the revocation round could not write. It
+// has half an interval (or the timeout, if shorter) to be acknowledged:
+// see the note at the top of this file.
 func (s *Stage) finalCheckpoint(ctx context.Context) {
 	if !s.checkpointsOn() || s.current.Load() == nil {
 		return

@@ -482,6 +482,116 @@ func TestWarmRestart(t *testing.T) {
 	}
 }
 
+// TestCheckpointOnRevoke starts a second replica mid-stream, with an
+// interval so long that no periodic round runs: the first replica's
+// revocation round is the only checkpoint, and with it the second restores
+// every host of the partitions it takes, as of the offset it starts at
+// (nothing to replay), and scores their next flows as if they had not
+// moved.
+func TestCheckpointOnRevoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e: starts a broker and two stages")
+	}
+	const parts = 4
+	rng := rand.New(rand.NewPCG(23, 0))
+	var hosts []string
+	for i := range 12 {
+		hosts = append(hosts, fmt.Sprintf("10.8.%d.%d", i, 20+i))
+	}
+	var flows []schemas.Flow
+	for i := range 800 {
+		flows = append(flows, flowOf(hosts[rng.IntN(len(hosts))], t0+int64(i)*int64(300*time.Millisecond), int64(i), rng.IntN(9) == 0, rng))
+	}
+	phase := [][]schemas.Flow{flows[:500], flows[500:]}
+	m := newTestModel(t, 4, 16, "benign", "scan")
+	m.AnomalyThreshold = 0 // scores only
+
+	ref, _, _ := newCore(t, testSettings(), m, nil)
+	want := map[uint64]features.Score{}
+	for a := 0; a < len(flows); a += 100 {
+		for _, sc := range scores(t, ref, score(t, ref, 0, encodeFlows(t, flows[a:a+100]))) {
+			want[sc.FlowID] = sc
+		}
+	}
+
+	_, kc := startBroker(t, parts)
+	key := newKeyPair(t, 1)
+	p := newProducer(t, kc)
+	publishModel(t, p, kc, signed(t, m, schemas.UpdateFull, key))
+	cfg := stageConfig(t, kc, key)
+	cfg.Scorer.State.CheckpointInterval = time.Hour
+	waitScored := func(n int) {
+		t.Helper()
+		eventually(t, 30*time.Second, func() error {
+			return countErr("distinct flows scored", float64(len(distinctFlows(t, kc))), float64(n))
+		})
+	}
+
+	r1 := startStage(t, cfg)
+	produceFlows(t, p, kc, parts, phase[0])
+	waitScored(len(phase[0]))
+	if got := counter(t, r1.reg, "metaids_scorer_state_checkpoint_records_total", map[string]string{"kind": kindState}); got != 0 {
+		t.Fatalf("%v hosts checkpointed before the rebalance, want none (a periodic round ran)", got)
+	}
+	r2 := startStage(t, cfg)
+	topic := kc.Topic("features")
+	var taken []int
+	eventually(t, 30*time.Second, func() error {
+		a1, a2 := r1.s.in.Assignment()[topic], r2.s.in.Assignment()[topic]
+		if len(a1)+len(a2) != parts || len(a1) == 0 || len(a2) == 0 {
+			return fmt.Errorf("assignments %v and %v, want the %d partitions split", a1, a2, parts)
+		}
+		taken = a2
+		return nil
+	})
+	if got := counter(t, r1.reg, "metaids_scorer_state_checkpoint_records_total", map[string]string{"kind": kindState}); int(got) != len(hosts) {
+		t.Errorf("first replica checkpointed %v hosts on revocation, want %d", got, len(hosts))
+	}
+	produceFlows(t, p, kc, parts, phase[1])
+	waitScored(len(flows))
+
+	moved := map[string]bool{}
+	for _, f := range phase[0] {
+		if h := f.SrcAddr.String(); slices.Contains(taken, features.Partition(h, parts)) {
+			moved[h] = true
+		}
+	}
+	if len(moved) == 0 {
+		t.Fatalf("no host moved to the second replica (it took partitions %v)", taken)
+	}
+	if got := counter(t, r2.reg, "metaids_scorer_state_restored_hosts_total", map[string]string{"result": restoredOK}); int(got) != len(moved) {
+		t.Errorf("second replica restored %v hosts, want the %d of its partitions", got, len(moved))
+	}
+	if got := counter(t, r2.reg, "metaids_scorer_state_replayed_flows_total", nil); got != 0 {
+		t.Errorf("second replica replayed %v flows, want 0 (the checkpoint is as of its start)", got)
+	}
+	second := map[uint64]bool{}
+	for _, f := range phase[1] {
+		if moved[f.SrcAddr.String()] {
+			second[schemas.FlowID(f.Source)] = true
+		}
+	}
+	matched, compared := 0, 0
+	for _, sc := range kafkaScores(t, kc) {
+		if !second[sc.FlowID] {
+			continue
+		}
+		compared++
+		w := want[sc.FlowID]
+		if closeTo(sc.Probs, w.Probs, 1e-5) && closeTo(sc.Embedding, w.Embedding, 1e-5) && closeTo([]float32{sc.Anomaly}, []float32{w.Anomaly}, 1e-5) {
+			matched++
+		}
+	}
+	if compared != len(second) || matched != compared {
+		t.Errorf("%d of %d flows of the moved hosts after the rebalance scored as without it (%d found), want all", matched, len(second), compared)
+	}
+	for _, r := range []*runningStage{r2, r1} {
+		if err := r.stop(t); err != nil {
+			t.Errorf("Run = %v, want nil", err)
+		}
+	}
+}
+
 // kafkaScores reads every score on the scores topic.
 func kafkaScores(t testing.TB, kc stream.Config) []features.Score {
 	t.Helper()

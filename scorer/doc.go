@@ -21,8 +21,8 @@
 // so a replay ages hosts as the original traffic did; only the republish
 // interval of a growing alert is wall time.
 //
-// Warm restarts: every -scorer.state.checkpoint-interval (and when it
-// stops) a replica writes the states of the hosts that changed to the
+// Warm restarts: every -scorer.state.checkpoint-interval, and when its
+// partitions are revoked (a rebalance, or the replica stopping), a replica writes the states of the hosts that changed to the
 // compacted scorer.state topic, keyed by host, in the partition numbered
 // like their features partition: a small versioned binary record with h
 // and c, the host's counters and times, the features offset the state is

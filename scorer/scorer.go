@@ -122,6 +122,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Stage, error
 		Topics:          []string{s.featuresTopic},
 		MaxBatch:        cfg.Scorer.Batch.MaxRecords,
 		ShutdownTimeout: cfg.Shutdown.Timeout,
+		Revoked:         s.revoked,
 	}, log, reg)
 	if err != nil {
 		return nil, fmt.Errorf("scorer consumer: %w", err)

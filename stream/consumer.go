@@ -47,6 +47,18 @@ type ConsumerConfig struct {
 	// committed: kafka.FirstOffset or kafka.LastOffset. Default:
 	// kafka.FirstOffset, so a new group misses nothing retained.
 	StartOffset int64
+	// Revoked, if set, is called with this member's partitions when their
+	// generation ends, by a rebalance or because Run is stopping, once the
+	// last batch handed out is committed and before the group can hand the
+	// partitions to another member: the moment to save per-partition state
+	// for their next owner. kafka-go's groups are eager, so every
+	// partition is revoked, including those that come back at once. Its
+	// context ends after half of -kafka.group.rebalance-timeout or after
+	// -kafka.timeout, whichever is sooner, so that the member still rejoins
+	// in time. It is not called when a handled batch was left uncommitted
+	// (a fenced commit, a handler error): the state would then hold
+	// records that the next owner is given again.
+	Revoked func(ctx context.Context, partitions map[string][]int)
 }
 
 func (cc *ConsumerConfig) applyDefaults() {
@@ -343,6 +355,7 @@ func (c *Consumer) runGeneration(ctx, drain context.Context, gen *kafka.Generati
 			if errors.Is(err, errGenerationEnded) {
 				c.log.Info("generation ended", "generation", gen.ID)
 			}
+			c.revoked(drain, assigned)
 			return err
 		}
 		if err := c.handle(drain, batch, h); err != nil {
@@ -359,6 +372,22 @@ func (c *Consumer) runGeneration(ctx, drain context.Context, gen *kafka.Generati
 			return errGenerationEnded
 		}
 	}
+}
+
+// revoked runs the Revoked hook, if any, on the partitions of a generation
+// that is ending. The generation is held open meanwhile (see
+// runGeneration), so nobody else owns the partitions yet.
+func (c *Consumer) revoked(drain context.Context, assigned map[string][]int) {
+	if c.cc.Revoked == nil || len(assigned) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(drain, min(c.cfg.Timeout, c.cfg.Group.RebalanceTimeout/2))
+	defer cancel()
+	parts := make(map[string][]int, len(assigned))
+	for t, ps := range assigned {
+		parts[t] = slices.Clone(ps)
+	}
+	c.cc.Revoked(ctx, parts)
 }
 
 // fetch feeds one partition's records into out until ctx is done. The

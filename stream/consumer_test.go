@@ -215,6 +215,91 @@ func TestRebalanceWaitsForBatchInHand(t *testing.T) {
 	}
 }
 
+// TestRevokedBeforePartitionsMove checks the Revoked hook: when a second
+// member joins, the first is told of all its partitions after its last
+// batch is committed and before the newcomer holds any; and it is told
+// again of what it keeps when it stops.
+func TestRevokedBeforePartitionsMove(t *testing.T) {
+	e := startBroker(t, EmbeddedConfig{})
+	cfg := fastConfig(e)
+	topic := topicName(t, "in")
+	createTopic(t, cfg, topic, 2)
+	p := newProducer(t, cfg, nil)
+	produceToEach(t, p, topic, "m", 2, 10)
+
+	// What the hook saw, each time it ran.
+	type call struct {
+		parts     []int
+		committed map[int]int64
+		err       error
+		newcomer  []int // the second member's partitions at the time
+		ctxErr    error
+	}
+	calls := make(chan call, 4)
+	var b atomic.Pointer[Consumer]
+	cc := ConsumerConfig{Group: t.Name(), Topics: []string{topic}}
+	ccA := cc
+	ccA.Revoked = func(ctx context.Context, parts map[string][]int) {
+		c := call{parts: parts[topic], ctxErr: ctx.Err()}
+		c.committed, c.err = readCommitted(cfg, t.Name(), topic, 2)
+		if bc := b.Load(); bc != nil {
+			c.newcomer = bc.Assignment()[topic]
+		}
+		calls <- c
+	}
+	var ga, gb collector
+	a := startConsumer(t, cfg, ccA, nil, ga.handle)
+	eventually(t, 15*time.Second, wantCount(&ga, 20))
+	eventually(t, 10*time.Second, func() error {
+		if got := committed(t, cfg, t.Name(), topic, 2); got[0] != 10 || got[1] != 10 {
+			return fmt.Errorf("committed %v, want 10 on each partition", got)
+		}
+		return nil
+	})
+
+	rb := startConsumer(t, cfg, cc, nil, gb.handle)
+	b.Store(rb.c)
+	var first call
+	select {
+	case first = <-calls:
+	case <-time.After(15 * time.Second):
+		t.Fatal("Revoked not called within 15s of a second member joining")
+	}
+	if first.err != nil {
+		t.Fatalf("read committed offsets during Revoked: %v", first.err)
+	}
+	if !slices.Equal(first.parts, []int{0, 1}) {
+		t.Errorf("first Revoked call got partitions %v, want [0 1]", first.parts)
+	}
+	if first.committed[0] != 10 || first.committed[1] != 10 {
+		t.Errorf("committed offsets %v during Revoked, want 10 on each partition", first.committed)
+	}
+	if len(first.newcomer) != 0 {
+		t.Errorf("second member held %v during Revoked, want nothing yet", first.newcomer)
+	}
+	if first.ctxErr != nil {
+		t.Errorf("Revoked's context: %v, want it live", first.ctxErr)
+	}
+	eventually(t, 10*time.Second, func() error {
+		if len(a.c.Assignment()[topic]) != 1 || len(rb.c.Assignment()[topic]) != 1 {
+			return fmt.Errorf("assigned %v and %v, want one partition each", a.c.Assignment(), rb.c.Assignment())
+		}
+		return nil
+	})
+	kept := a.c.Assignment()[topic]
+	if err := a.stop(t); err != nil {
+		t.Fatalf("Run = %v, want nil", err)
+	}
+	select {
+	case last := <-calls:
+		if !slices.Equal(last.parts, kept) {
+			t.Errorf("Revoked on stop got partitions %v, want %v", last.parts, kept)
+		}
+	default:
+		t.Error("Revoked not called when Run stopped")
+	}
+}
+
 // TestEvictedMemberDoesNotCommit checks that a member whose handler
 // outlives the rebalance timeout, and so loses its partitions, does not
 // commit for them afterwards: the coordinator fences the commit and the

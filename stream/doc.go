@@ -32,7 +32,10 @@
 // partitions yet. If we were evicted meanwhile (the handler outlived
 // -kafka.group.rebalance-timeout), the commit is fenced, counted, and the
 // records go to the partitions' next owner. A batch still being gathered
-// when the generation ends is dropped uncommitted.
+// when the generation ends is dropped uncommitted. Between the last commit
+// and the rejoin, with the generation still held, the Consumer calls
+// ConsumerConfig.Revoked, so a stage can hand per-partition state to the
+// next owner (the scorer checkpoints its hosts there).
 //
 // On cancellation Run finishes the batch in hand, commits under a context
 // that outlives the cancellation by ConsumerConfig.ShutdownTimeout, leaves

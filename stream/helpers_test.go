@@ -226,9 +226,18 @@ func wantCount(c *collector, n int) func() error {
 // -1 where there is none.
 func committed(t testing.TB, cfg Config, group, topic string, partitions int) map[int]int64 {
 	t.Helper()
-	tr, err := cfg.Transport()
+	out, err := readCommitted(cfg, group, topic, partitions)
 	if err != nil {
 		t.Fatal(err)
+	}
+	return out
+}
+
+// readCommitted is committed for goroutines other than the test's.
+func readCommitted(cfg Config, group, topic string, partitions int) (map[int]int64, error) {
+	tr, err := cfg.Transport()
+	if err != nil {
+		return nil, err
 	}
 	defer tr.CloseIdleConnections()
 	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: tr}
@@ -240,23 +249,23 @@ func committed(t testing.TB, cfg Config, group, topic string, partitions int) ma
 	defer cancel()
 	resp, err := client.OffsetFetch(ctx, &kafka.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: parts}})
 	if err != nil {
-		t.Fatalf("OffsetFetch: %v", err)
+		return nil, fmt.Errorf("OffsetFetch: %w", err)
 	}
 	out := map[int]int64{}
 	if errors.Is(resp.Error, kafka.GroupIdNotFound) {
 		for _, p := range parts {
 			out[p] = -1 // nothing committed yet
 		}
-		return out
+		return out, nil
 	}
 	if resp.Error != nil {
-		t.Fatalf("OffsetFetch: %v", resp.Error)
+		return nil, fmt.Errorf("OffsetFetch: %w", resp.Error)
 	}
 	for _, p := range resp.Topics[topic] {
 		if p.Error != nil && !errors.Is(p.Error, kafka.UnknownTopicOrPartition) {
-			t.Fatalf("OffsetFetch %s/%d: %v", topic, p.Partition, p.Error)
+			return nil, fmt.Errorf("OffsetFetch %s/%d: %w", topic, p.Partition, p.Error)
 		}
 		out[p.Partition] = p.CommittedOffset
 	}
-	return out
+	return out, nil
 }
