@@ -58,6 +58,21 @@ type Config struct {
 	// Offline runs the model in this process without Kafka instead of the
 	// stages over an embedded broker. Default false.
 	Offline bool `yaml:"offline" help:"score in-process without Kafka instead of running the stages over an embedded broker"`
+	// Baseline also evaluates a baseline side by side, in the same mode
+	// on the same rows: train.BaselinePerFlow trains the per-flow model
+	// with the same data, settings and seed as the model (so not with
+	// Model). The report's Baseline holds its numbers and where the two
+	// differ. Default "" (none).
+	Baseline string `yaml:"baseline" help:"also evaluate a baseline side by side: per-flow (the same features and heads on each flow alone, trained with the same data, settings and seed)"`
+	// BaselineModel is a baseline model file to evaluate side by side
+	// instead of training one. Default none.
+	BaselineModel string `yaml:"baseline-model" help:"baseline model file (from metaids train -baseline per-flow) to evaluate side by side"`
+	// FixedFPR is the benign false-positive rate at which the report gives
+	// each model's recall. The threshold on the attack score 1 − p(benign)
+	// is set on the benign flows of the training data's validation split,
+	// before any evaluated flow is scored; with a model file there are none
+	// and the number is left out. Default 0.01.
+	FixedFPR float64 `yaml:"fixed-fpr" help:"benign false-positive rate, set on the training data's benign validation flows, at which recall is reported"`
 
 	Live    LiveConfig     `yaml:"live"`
 	Scorer  ScorerConfig   `yaml:"scorer"`
@@ -125,11 +140,12 @@ func DefaultConfig() Config {
 	sc := scorer.DefaultSettings()
 	ad := adapter.DefaultConfig().Adapter
 	return Config{
-		Format: FormatAuto,
-		Shots:  10,
-		Seed:   1,
-		Live:   LiveConfig{Rate: 1000, Partitions: 1, Sync: true, Timeout: 2 * time.Minute},
-		Scorer: ScorerConfig{AnomalyWarmup: sc.Alerts.AnomalyWarmup, TTL: sc.State.TTL},
+		Format:   FormatAuto,
+		Shots:    10,
+		Seed:     1,
+		FixedFPR: 0.01,
+		Live:     LiveConfig{Rate: 1000, Partitions: 1, Sync: true, Timeout: 2 * time.Minute},
+		Scorer:   ScorerConfig{AnomalyWarmup: sc.Alerts.AnomalyWarmup, TTL: sc.State.TTL},
 		Adapter: AdaptConfig{
 			ExemplarsPerClass: ad.ExemplarsPerClass,
 			NewClassThreshold: ad.NewClassThreshold,
@@ -156,6 +172,17 @@ func (c Config) Validate() error {
 	}
 	if c.Model != "" && len(c.Train) > 0 {
 		bad("-model: not with -train: evaluate a model file or train one, not both")
+	}
+	switch {
+	case c.Baseline != "" && c.Baseline != train.BaselinePerFlow:
+		bad("-baseline: want %s, got %q", train.BaselinePerFlow, c.Baseline)
+	case c.Baseline != "" && c.BaselineModel != "":
+		bad("-baseline: not with -baseline-model: train a baseline or evaluate a file, not both")
+	case c.Baseline != "" && c.Model != "":
+		bad("-baseline: trains on -train or the data's earliest rows, not with -model; give -baseline-model")
+	}
+	if !(c.FixedFPR > 0 && c.FixedFPR < 0.5) {
+		bad("-fixed-fpr: must be in (0, 0.5), got %g", c.FixedFPR)
 	}
 	if len(c.NewFamilies) == 0 {
 		bad("-new-family: name at least one attack family to hold out and teach by labels")

@@ -42,6 +42,10 @@ type evalSet struct {
 	// dropped counts evaluated rows ingest's validator would dead-letter,
 	// by reason; they are evaluated in neither mode.
 	dropped map[string]int
+	// fit is the data the model was trained on, whose Train and Val splits
+	// a baseline is trained on and whose benign Val flows fix the
+	// operating point of Report.RecallAtFPR; nil for a model file.
+	fit *dataset.Dataset
 }
 
 // truth returns the ground truth of evaluated row j: dataset.Benign, a
@@ -107,16 +111,18 @@ func prepare(ctx context.Context, cfg Config, log *slog.Logger) (*model.Model, *
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("-train: %w", err)
 		}
-		if m, ts, err = trainOn(ctx, td, cfg, log); err != nil {
+		if m, ts, err = trainOn(ctx, td, cfg, false, log); err != nil {
 			return nil, nil, nil, err
 		}
 		ts.Source = "train"
+		es.fit = td
 		es.rows = allRows(d)
 	default:
-		if m, ts, err = trainOn(ctx, d, cfg, log); err != nil {
+		if m, ts, err = trainOn(ctx, d, cfg, false, log); err != nil {
 			return nil, nil, nil, err
 		}
 		ts.Source = "data"
+		es.fit = d
 		// Training saw the Train split and chose thresholds on Val: only
 		// the rest is evaluated.
 		for i, s := range d.Split {
@@ -153,12 +159,14 @@ func prepare(ctx context.Context, cfg Config, log *slog.Logger) (*model.Model, *
 }
 
 // trainOn trains a model on d's Train split with the standard settings and
-// the configured seed, as `metaids train` would.
-func trainOn(ctx context.Context, d *dataset.Dataset, cfg Config, log *slog.Logger) (*model.Model, *TrainSummary, error) {
+// the configured seed, as `metaids train` would; perFlow trains the per-flow
+// baseline instead.
+func trainOn(ctx context.Context, d *dataset.Dataset, cfg Config, perFlow bool, log *slog.Logger) (*model.Model, *TrainSummary, error) {
 	tc := cfg.Trainer
 	tc.Seed = cfg.Seed
+	tc.PerFlow = perFlow
 	t0 := time.Now()
-	log.Info("training", "flows", d.Len(), "classes", strings.Join(d.Classes, ","), "held_out", strings.Join(d.Holdout, ","), "seed", tc.Seed)
+	log.Info("training", "per_flow", perFlow, "flows", d.Len(), "classes", strings.Join(d.Classes, ","), "held_out", strings.Join(d.Holdout, ","), "seed", tc.Seed)
 	res, err := train.Train(ctx, d, tc, func(p train.Progress) {
 		if p.ValMetric == p.ValMetric { // an epoch ended
 			log.Debug("epoch", "phase", p.Phase, "epoch", p.Epoch, "val_metric", p.ValMetric, "best_epoch", p.BestEpoch)

@@ -54,6 +54,19 @@
 // alert latency and throughput. WriteTable prints its summary and WritePlots
 // draws ROC, precision-recall and recall over time around each adaptation.
 //
+// Report.Headline gathers the numbers models are compared on: binary F1 at
+// the deployed thresholds; recall at a benign false-positive rate
+// (Config.FixedFPR) whose threshold on the starting model's attack score
+// 1 − p(benign) is set on the training data's benign validation flows
+// before anything evaluated is scored (so the measured FPR is reported
+// beside it); and few-shot recall at K. With Config.Baseline (the per-flow
+// model, trained on the same data with the same settings and seed) or
+// Config.BaselineModel, the baseline replays the same rows in the same mode
+// and Report.Baseline holds its headline and, for each direction, the
+// flows one model flags and the other does not, with the number of hosts
+// they come from: a gain on one host is one finding, however many flows
+// it has.
+//
 // The package holds no global state; randomness (training, the adapter's
 // fit) is seeded.
 package eval

@@ -6,8 +6,11 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/metaids/metaids/model"
 )
 
 // Run evaluates cfg: it loads the data, loads or trains the model, replays
@@ -24,18 +27,48 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	var o *outcome
-	if cfg.Offline {
-		o, err = runOffline(ctx, cfg, m, es, log)
-	} else {
-		o, err = runLive(ctx, cfg, m, es, log)
+	base, br, err := prepareBaseline(ctx, cfg, es, log)
+	if err != nil {
+		return nil, err
 	}
+	// Both operating points are fixed before any evaluated flow is scored.
+	thr, nVal := operatingPoint(m, es, cfg.FixedFPR)
+	var thrB float32
+	var nValB int
+	if base != nil {
+		thrB, nValB = operatingPoint(base, es, cfg.FixedFPR)
+	}
+	o, err := runMode(ctx, cfg, m, es, log)
 	if err != nil {
 		return nil, err
 	}
 	rep := o.report(cfg)
 	rep.Training = ts
+	at := o.recallAtFPR(flaggedAt(o.startScores(), thr), thr, nVal, cfg.FixedFPR)
+	rep.Headline = headline(rep, at, cfg.Shots, rep.NewFamilies)
+	if es.fit == nil {
+		rep.Notes = append(rep.Notes, "recall_at_fpr: a model file carries no benign validation flows to fix its threshold on; give -train to measure it")
+		slices.Sort(rep.Notes)
+	}
+	if base == nil {
+		return rep, nil
+	}
+	ob, err := runMode(ctx, cfg, base, es, log.With("model", "baseline"))
+	if err != nil {
+		return nil, fmt.Errorf("baseline: %w", err)
+	}
+	atB := ob.recallAtFPR(flaggedAt(ob.startScores(), thrB), thrB, nValB, cfg.FixedFPR)
+	compare(br, o, ob, ob.report(cfg), at, atB, cfg.Shots)
+	rep.Baseline = br
 	return rep, nil
+}
+
+// runMode replays the evaluated rows through m, live or offline.
+func runMode(ctx context.Context, cfg Config, m *model.Model, es *evalSet, log *slog.Logger) (*outcome, error) {
+	if cfg.Offline {
+		return runOffline(ctx, cfg, m, es, log)
+	}
+	return runLive(ctx, cfg, m, es, log)
 }
 
 // WriteTable prints the report's headline numbers as a short table.
@@ -53,6 +86,9 @@ func WriteTable(w io.Writer, rep *Report) error {
 		f(bn.Precision), f(bn.Recall), f(bn.F1), f(bn.Accuracy), f(bn.FPR), f(bn.ROCAUC))
 	fmt.Fprintf(&b, "benign fpr before %s  after %s    known recall before %s  after %s\n",
 		f(rep.BenignFPRBefore), f(rep.BenignFPRAfter), f(rep.KnownRecallBefore), f(rep.KnownRecallAfter))
+	at := rep.Headline.RecallAtFPR
+	fmt.Fprintf(&b, "at benign fpr %.3f (threshold %s on %d benign validation flows): recall %s  known recall %s  measured fpr %s\n",
+		at.TargetFPR, f(at.Threshold), at.BenignValFlows, f(at.Recall), f(at.KnownRecall), f(at.FPR))
 	fams := slices.Sorted(maps.Keys(rep.NewFamilies))
 	if len(fams) > 0 {
 		fmt.Fprintf(&b, "%-28s %5s %6s %7s %7s %9s %9s %7s\n", "new family", "shots", "flows", "rec_bef", "rec_aft", "fam_rec_a", "prec_aft", "f1_aft")
@@ -79,6 +115,9 @@ func WriteTable(w io.Writer, rep *Report) error {
 	fmt.Fprintf(&b, "adaptation latency ms p50 %s p99 %s (n=%d)   alert latency ms p50 %s p99 %s   throughput %.0f flows/s\n",
 		f1d(rep.AdaptationLatencyMs.P50), f1d(rep.AdaptationLatencyMs.P99), rep.AdaptationLatencyMs.N,
 		f1d(rep.AlertLatencyMs.P50), f1d(rep.AlertLatencyMs.P99), rep.ThroughputFlowsPerS)
+	if br := rep.Baseline; br != nil {
+		writeBaseline(&b, rep, br, f)
+	}
 	for _, n := range rep.Notes {
 		fmt.Fprintf(&b, "note: %s\n", n)
 	}
@@ -98,4 +137,41 @@ func trunc(s string, n int) string {
 		return s
 	}
 	return s[:n-1] + "~"
+}
+
+// writeBaseline prints the model and its baseline side by side, and where
+// their detections differ.
+func writeBaseline(b *strings.Builder, rep *Report, br *BaselineReport, f func(Metric) string) {
+	name := br.Kind
+	if br.File != "" {
+		name = filepath.Base(br.File)
+	}
+	fmt.Fprintf(b, "%-28s %9s %10s %10s %9s %9s %9s\n", "side by side", "binary_f1", "rec@fpr", "known@fpr", "fpr@fpr",
+		fmt.Sprintf("fs_rec@%d", rep.Headline.FewShotK), "fs_fam")
+	for _, row := range []struct {
+		name string
+		h    Headline
+	}{{"model", rep.Headline}, {"baseline (" + name + ")", br.Headline}} {
+		at := row.h.RecallAtFPR
+		fmt.Fprintf(b, "%-28s %9s %10s %10s %9s %9s %9s\n", trunc(row.name, 28), f(row.h.BinaryF1), f(at.Recall), f(at.KnownRecall),
+			f(at.FPR), f(row.h.FewShotRecall), f(row.h.FewShotFamilyRecall))
+	}
+	diff := func(label string, as, at Difference) {
+		fmt.Fprintf(b, "%s: as served %d attack flows on %d hosts%s, %d benign on %d hosts; at fixed fpr %d attack flows on %d hosts%s, %d benign on %d hosts\n",
+			label, as.Attacks, as.AttackHosts, topHosts(as), as.Benign, as.BenignHosts, at.Attacks, at.AttackHosts, topHosts(at), at.Benign, at.BenignHosts)
+	}
+	diff("model only", br.ModelOnly, br.ModelOnlyAtFPR)
+	diff("baseline only", br.BaselineOnly, br.BaselineOnlyAtFPR)
+}
+
+// topHosts lists a difference's largest hosts, for the table.
+func topHosts(d Difference) string {
+	if len(d.TopAttackHosts) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, h := range d.TopAttackHosts[:min(3, len(d.TopAttackHosts))] {
+		parts = append(parts, fmt.Sprintf("%s %d", h.Host, h.Flows))
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
 }

@@ -38,6 +38,11 @@ func TestEvalConfigValidate(t *testing.T) {
 		{"adapter", func(c *Config) { c.Adapter.Gate.Holdout = 2 }, []string{"-adapter.gate.holdout:"}},
 		{"holdout flag", func(c *Config) { c.Dataset.Holdout = []string{"x"} }, []string{"-dataset.holdout-family:"}},
 		{"trainer", func(c *Config) { c.Trainer.Hidden = 0 }, []string{"hidden"}},
+		{"baseline", func(c *Config) { c.Baseline = "per-host" }, []string{"-baseline: want per-flow"}},
+		{"baseline and file", func(c *Config) { c.Baseline, c.BaselineModel = "per-flow", "b" }, []string{"-baseline: not with -baseline-model"}},
+		{"baseline and model", func(c *Config) { c.Baseline, c.Model = "per-flow", "m" }, []string{"give -baseline-model"}},
+		{"baseline file and model", func(c *Config) { c.BaselineModel, c.Model = "b", "m" }, nil},
+		{"fixed fpr", func(c *Config) { c.FixedFPR = 0 }, []string{"-fixed-fpr:"}},
 		{"every problem at once", func(c *Config) { c.Data, c.Shots, c.Live.Partitions = nil, 0, 0 },
 			[]string{"-data:", "-shots:", "-live.partitions:"}},
 	} {

@@ -26,6 +26,13 @@ type Report struct {
 	// the first and the last evaluated flow.
 	ModelVersionStart int64 `json:"model_version_start"`
 	ModelVersionEnd   int64 `json:"model_version_end"`
+	// Headline gathers the numbers a model is compared on, its baseline's
+	// included: binary F1, recall at a benign false-positive rate fixed on
+	// training data, few-shot recall.
+	Headline Headline `json:"headline"`
+	// Baseline is the baseline's run on the same rows (-baseline,
+	// -baseline-model), absent without one.
+	Baseline *BaselineReport `json:"baseline,omitempty"`
 	// Binary is attack vs benign over every scored flow with a verdict, each
 	// scored by the model serving at the time.
 	Binary Binary `json:"binary"`

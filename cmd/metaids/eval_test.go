@@ -47,6 +47,8 @@ func TestEvalUsage(t *testing.T) {
 		{"bad shots", []string{"eval", "-data", "d", "-new-family", "x", "-out", out, "-shots", "0"}, exitUsage, "-shots"},
 		{"bad adapter setting", []string{"eval", "-data", "d", "-new-family", "x", "-out", out, "-adapter.gate.holdout=3"}, exitUsage, "-adapter.gate.holdout"},
 		{"model and train", []string{"eval", "-data", "d", "-new-family", "x", "-out", out, "-model", "m", "-train", "t"}, exitUsage, "not with -train"},
+		{"bad baseline", []string{"eval", "-data", "d", "-new-family", "x", "-out", out, "--baseline", "lstm"}, exitUsage, "-baseline: want per-flow"},
+		{"baseline check", []string{"eval", "-data", "d", "-new-family", "x", "-out", out, "--baseline", "per-flow", "-fixed-fpr", "0.02", "-config.check"}, exitOK, "configuration OK"},
 		{"check", []string{"eval", "-data", "d", "e", "-new-family", "x", "-out", out, "-config.check"}, exitOK, "configuration OK"},
 		{"missing data", []string{"eval", "-data", "/nonexistent/*.csv", "-new-family", "x", "-out", out, "-offline"}, exitRuntime, "matches no file"},
 	} {
