@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/metaids/metaids/integration"
@@ -46,12 +47,26 @@ func (c SyntheticConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Synthetic generates labelled flows with integration.NewTraffic. Wave w > 0
-// repeats each default attack from a host whose last octet is moved by
-// 16·w (so it never collides with the first wave's or a benign host) and
-// starts it w·(Duration/(4·Waves)) later, cut to fit: attacks overlap
-// in time, as real ones do.
+// Synthetic generates labelled flows with integration.NewTraffic (see
+// SyntheticEvents).
 func Synthetic(cfg SyntheticConfig) ([]Record, error) {
+	evs, err := SyntheticEvents(cfg)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Record, len(evs))
+	for i, ev := range evs {
+		out[i] = Record{Flow: ev.Flow, Label: canonicalLabel(ev.Label), RawLabel: ev.Label, Format: FormatSynthetic}
+	}
+	return out, nil
+}
+
+// SyntheticEvents generates the flows of Synthetic as the generator's
+// events, for writing them to files. Wave w > 0 repeats each default attack
+// from a host whose last octet is moved by 16·w (so it never collides with
+// the first wave's or a benign host) and starts it w·(Duration/(4·Waves))
+// later, cut to fit: attacks overlap in time, as real ones do.
+func SyntheticEvents(cfg SyntheticConfig) ([]integration.Event, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("synthetic data: %w", err)
 	}
@@ -79,13 +94,37 @@ func Synthetic(cfg SyntheticConfig) ([]Record, error) {
 	}
 	gen := integration.NewTraffic(opts...)
 	end := gen.StartTime().Add(cfg.Duration).UnixNano()
-	var out []Record
+	var out []integration.Event
 	for {
 		ev := gen.Next()
 		if ev.Flow.StartNs >= end {
 			break
 		}
-		out = append(out, Record{Flow: ev.Flow, Label: canonicalLabel(ev.Label), RawLabel: ev.Label, Format: FormatSynthetic})
+		out = append(out, ev)
+	}
+	return out, nil
+}
+
+// Sequence returns the labelled flows of one part of the generator's
+// sequence scenario (integration.SequenceScenario), in time order: the
+// attacks that only a host's sequence of flows gives away, and their benign
+// look-alikes. RawLabel is the generator's label, with the routine
+// appended for a benign routine's flows ("benign/backup"), so reports can
+// count the look-alikes apart. Train on PartTrain and test on PartTest:
+// they differ in hosts, infected hosts and time.
+func Sequence(cfg integration.SequenceConfig, part integration.Part) ([]Record, error) {
+	sc, err := integration.SequenceScenario(cfg, part)
+	if err != nil {
+		return nil, err
+	}
+	evs := sc.Events()
+	out := make([]Record, len(evs))
+	for i, ev := range evs {
+		raw := ev.Label
+		if slices.Contains(integration.Routines, ev.Kind) {
+			raw += "/" + ev.Kind
+		}
+		out[i] = Record{Flow: ev.Flow, Label: canonicalLabel(ev.Label), RawLabel: raw, Format: FormatSynthetic}
 	}
 	return out, nil
 }

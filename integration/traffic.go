@@ -24,31 +24,146 @@ const (
 	FamilyDNSTunnel = "dns_tunnel"
 )
 
-// Families lists every attack family the generator knows, in a fixed order.
+// Sequence-only attack families. Each of their flows is drawn from the
+// distribution of a benign flow kind of ProfileOffice (beacon: KindPoll,
+// scan: KindFailed, exfiltration: KindUpload, stuffing: KindLogin), so no
+// single flow gives them away; only the rate, timing and destinations of
+// a host's flows do. They run from hosts that keep their benign traffic
+// going (see SequenceScenario), so attack flows interleave with benign ones.
+const (
+	// FamilySlowBeacon checks in with Target:443 every Period (±Jitter),
+	// each check-in a poll-sized exchange of similar size: the implant's
+	// sizes are drawn once from KindPoll, then vary by 10%.
+	FamilySlowBeacon = "slow_beacon"
+	// FamilySlowScan probes Span consecutive addresses from Target, one
+	// every Period (±Jitter), on the ports and with the refused or
+	// unanswered outcome of KindFailed.
+	FamilySlowScan = "slow_scan"
+	// FamilySlowExfil uploads to Target:443 every Period (±Jitter), each
+	// upload a KindUpload flow (compressed chunks vary in size).
+	FamilySlowExfil = "slow_exfiltration"
+	// FamilyCredStuffing tries a sign-in at Target:443 every Period
+	// (±Jitter), each one a KindLogin exchange.
+	FamilyCredStuffing = "credential_stuffing"
+)
+
+// Families lists the default scenario's attack families, in a fixed order.
 var Families = []string{FamilyPortScan, FamilySSHBrute, FamilyDDoS, FamilyBeacon, FamilyExfil, FamilyDNSTunnel}
 
+// SequenceFamilies lists the sequence-only attack families, in a fixed
+// order.
+var SequenceFamilies = []string{FamilySlowBeacon, FamilySlowScan, FamilySlowExfil, FamilyCredStuffing}
+
+// Benign flow kinds, the Kind of a benign Event. ProfileDefault draws web,
+// DNS, SMB and NTP flows; ProfileOffice draws the others too.
+const (
+	KindWeb    = "web"    // browsing: HTTPS or HTTP, download-heavy
+	KindDNS    = "dns"    // queries to the internal resolver
+	KindSMB    = "smb"    // the internal file share
+	KindNTP    = "ntp"    // the internal time server
+	KindPoll   = "poll"   // a short HTTPS API call or keep-alive; FamilySlowBeacon's disguise
+	KindUpload = "upload" // an HTTPS upload of tens of KB; FamilySlowExfil's disguise
+	KindLogin  = "login"  // an HTTPS sign-in; FamilyCredStuffing's disguise
+	KindFailed = "failed" // a refused or unanswered internal connection (a stale share, a printer gone); FamilySlowScan's disguise
+)
+
+// Routine kinds: periodic benign jobs (see Routine), so that neither
+// periodicity nor many flows to one destination is by itself a sign of an
+// attack.
+const (
+	// RoutineNTP polls an external NTP server every Period (ntpd's poll
+	// intervals are powers of two, 64 to 1024 s), with 2% jitter.
+	RoutineNTP = "ntp_sync"
+	// RoutineUpdate checks an update server every Period, each check a
+	// KindPoll exchange of similar size (drawn once, then varied by 10%),
+	// like a beacon's.
+	RoutineUpdate = "update_check"
+	// RoutineBackup uploads Chunks KindUpload flows back to back (3 to 10 s
+	// apart) to Target every Period: many uploads to one destination, as
+	// exfiltration makes, but in bursts.
+	RoutineBackup = "backup"
+)
+
+// Routines lists the routine kinds in a fixed order.
+var Routines = []string{RoutineNTP, RoutineUpdate, RoutineBackup}
+
+// Profile is a mix of benign traffic.
+type Profile uint8
+
+// Profiles.
+const (
+	// ProfileDefault is the demo's mix: per flow, web 55%, DNS 25%, SMB
+	// 12%, NTP 8%, every host at Rate.
+	ProfileDefault Profile = iota
+	// ProfileOffice adds the benign kinds the sequence families imitate:
+	// web 43%, DNS 20%, SMB 10%, poll 6%, upload 5%, login 5%, failed 5%,
+	// NTP 6%. The look-alike kinds are common enough that a detector
+	// flagging every such flow would flag 5 to 6% of benign traffic each,
+	// and rare enough that a host running an attack has clearly more of
+	// them. Each host's rate is Rate times a factor drawn once per host
+	// from lognormal(0, 0.5), because hosts differ in how busy they are.
+	ProfileOffice
+)
+
 // Attack is one injected attack: Host runs Family against Target from Start
-// (relative to the traffic's start) for Duration.
+// (relative to the traffic's start) for Duration. Period, Jitter and Span
+// shape the sequence families only; the default families have fixed rates.
 type Attack struct {
 	Family   string
 	Host     netip.Addr
 	Target   netip.Addr
 	Start    time.Duration
 	Duration time.Duration
+	// Period is the mean time between a sequence family's flows; 0 picks
+	// the family's default: beacon 60 s, scan 30 s, exfiltration 120 s,
+	// stuffing 45 s.
+	Period time.Duration
+	// Jitter spreads each gap uniformly over Period·[1−Jitter, 1+Jitter];
+	// 0 picks 0.2. It is clamped to [0, 0.95].
+	Jitter float64
+	// Span is how many consecutive addresses from Target a slow scan
+	// probes, in turn, starting over after the last; 0 picks 254.
+	Span int
+}
+
+// Routine is a periodic benign job on Host from Start for Duration: see
+// RoutineNTP, RoutineUpdate and RoutineBackup. Its flows are labelled
+// benign.
+type Routine struct {
+	Kind     string
+	Host     netip.Addr
+	Target   netip.Addr // the NTP server, update server or backup store
+	Start    time.Duration
+	Duration time.Duration
+	// Period is the time from one run to the next (for a backup, from the
+	// end of one run to the start of the next). Required: a routine
+	// without one emits nothing.
+	Period time.Duration
+	// Jitter spreads each period uniformly over Period·[1−Jitter,
+	// 1+Jitter], clamped to [0, 0.95].
+	Jitter float64
+	// Chunks is the number of uploads of one backup run; 0 picks 20.
+	Chunks int
 }
 
 // Event is one generated flow with its ground-truth label.
 type Event struct {
 	Flow  schemas.Flow
 	Label string // FamilyBenign or an attack family
+	// Kind is what made the flow: for a benign flow its kind (KindWeb …)
+	// or routine (RoutineNTP …), for an attack its family.
+	Kind string
 }
 
 type config struct {
-	seed    uint64
-	hosts   int
-	start   time.Time
-	attacks []Attack
-	rate    float64 // benign flows per second per host
+	seed     uint64
+	hosts    int
+	hostBase int
+	start    time.Time
+	attacks  []Attack
+	routines []Routine
+	rate     float64 // benign flows per second per host
+	profile  Profile
 }
 
 // Option configures NewTraffic.
@@ -69,6 +184,29 @@ func Rate(r float64) Option { return func(c *config) { c.rate = r } }
 
 // WithAttack injects an attack.
 func WithAttack(a Attack) Option { return func(c *config) { c.attacks = append(c.attacks, a) } }
+
+// WithAttacks injects exactly these attacks: none when called without any,
+// where leaving out every attack option injects DefaultAttacks.
+func WithAttacks(as ...Attack) Option {
+	return func(c *config) { c.attacks = append(make([]Attack, 0, len(as)), as...) }
+}
+
+// WithRoutine adds a periodic benign job.
+func WithRoutine(r Routine) Option { return func(c *config) { c.routines = append(c.routines, r) } }
+
+// WithProfile sets the benign traffic mix (default ProfileDefault).
+func WithProfile(p Profile) Option { return func(c *config) { c.profile = p } }
+
+// FirstHost numbers the benign hosts from i: they are HostAddr(i) to
+// HostAddr(i+n−1) for Hosts(n). Two generators with disjoint ranges have no
+// host in common. Default 0.
+func FirstHost(i int) Option { return func(c *config) { c.hostBase = i } }
+
+// HostAddr returns the address of benign host i: 10.0.(2+i/250).(1+i%250),
+// for i from 0 to 63249.
+func HostAddr(i int) netip.Addr {
+	return netip.AddrFrom4([4]byte{10, 0, byte(2 + i/250), byte(1 + i%250)})
+}
 
 // WithScan injects a port scan by host starting 5 s in, for 60 s.
 func WithScan(host string) Option {
@@ -105,12 +243,18 @@ type Traffic struct {
 	seq     int64
 }
 
-// source is one emitter of flows: a benign host or an attack.
+// source is one emitter of flows: a benign host, an attack or a routine.
 type source struct {
-	next   int64 // ns of its next flow
-	host   netip.Addr
-	attack *Attack
-	n      int // flows emitted so far
+	next    int64 // ns of its next flow
+	host    netip.Addr
+	attack  *Attack
+	routine *Routine
+	n       int     // flows emitted so far
+	rate    float64 // a benign host's flows per second
+	// tmpl is the flow a beacon or an update check repeats with small
+	// variations, drawn at its first flow.
+	tmpl schemas.Flow
+	left int // uploads left in the current backup run
 }
 
 type evq []*source
@@ -142,12 +286,19 @@ func NewTraffic(opts ...Option) *Traffic {
 	}
 	base := c.start.UnixNano()
 	for i := 0; i < c.hosts; i++ {
-		h := netip.AddrFrom4([4]byte{10, 0, byte(2 + i/250), byte(1 + i%250)})
-		heap.Push(&t.q, &source{next: base + int64(t.rng.ExpFloat64()/c.rate*1e9), host: h})
+		rate := c.rate
+		if c.profile == ProfileOffice {
+			rate *= math.Exp(0.5 * t.rng.NormFloat64())
+		}
+		heap.Push(&t.q, &source{next: base + int64(t.rng.ExpFloat64()/rate*1e9), host: HostAddr(c.hostBase + i), rate: rate})
 	}
 	for i := range c.attacks {
 		a := &c.attacks[i]
 		heap.Push(&t.q, &source{next: base + int64(a.Start), host: a.Host, attack: a})
+	}
+	for i := range c.routines {
+		r := &c.routines[i]
+		heap.Push(&t.q, &source{next: base + int64(r.Start), host: r.Host, routine: r})
 	}
 	return t
 }
@@ -164,19 +315,26 @@ func (t *Traffic) Next() Event {
 		s := heap.Pop(&t.q).(*source)
 		var ev Event
 		var gap float64 // seconds to this source's next flow; <0 retires it
-		if s.attack == nil {
+		end := t.cfg.start.UnixNano()
+		switch {
+		case s.attack != nil:
+			ev, gap = t.attack(s)
+			end += int64(s.attack.Start + s.attack.Duration)
+		case s.routine != nil:
+			ev, gap = t.routine(s)
+			end += int64(s.routine.Start + s.routine.Duration)
+		case t.cfg.profile == ProfileOffice:
+			ev = t.office(s)
+			gap = t.rng.ExpFloat64() / s.rate
+			end = math.MaxInt64
+		default:
 			ev = t.benign(s)
 			gap = t.rng.ExpFloat64() / t.cfg.rate
-		} else {
-			ev, gap = t.attack(s)
+			end = math.MaxInt64
 		}
 		s.n++
-		end := t.cfg.start.UnixNano()
-		if s.attack != nil {
-			end += int64(s.attack.Start + s.attack.Duration)
-		}
 		s.next += int64(gap * 1e9)
-		if gap >= 0 && (s.attack == nil || s.next < end) {
+		if gap >= 0 && s.next < end {
 			heap.Push(&t.q, s)
 		}
 		if ev.Label == "" {
@@ -210,40 +368,224 @@ func (t *Traffic) flow(s *source, dst netip.Addr, dport uint16, proto uint8) sch
 
 func (t *Traffic) benign(s *source) Event {
 	r := t.rng.Float64()
-	var f schemas.Flow
 	switch {
-	case r < 0.55: // web browsing
-		port := uint16(443)
-		if t.rng.Float64() < 0.2 {
-			port = 80
-		}
-		f = t.flow(s, t.servers[t.rng.IntN(len(t.servers))], port, 6)
-		f.PktsOut = 4 + uint64(t.rng.IntN(20))
-		f.PktsIn = f.PktsOut + uint64(t.rng.IntN(40))
-		f.BytesOut = f.PktsOut*60 + t.lognormal(6.5, 1)
-		f.BytesIn = f.PktsIn*60 + t.lognormal(9.5, 1.5)
-		f.TCPFlags = 0x1b // FIN SYN PSH ACK
-		f.EndNs = f.StartNs + int64(t.lognormal(19.5, 1.2))
-	case r < 0.8: // DNS to the internal resolver
-		f = t.flow(s, netip.AddrFrom4([4]byte{10, 0, 0, 2}), 53, 17)
-		f.PktsOut, f.PktsIn = 1, 1
-		f.BytesOut = 60 + uint64(t.rng.IntN(30))
-		f.BytesIn = 90 + uint64(t.rng.IntN(200))
-		f.EndNs = f.StartNs + int64(t.lognormal(16, 0.5))
-	case r < 0.92: // internal file share
-		f = t.flow(s, netip.AddrFrom4([4]byte{10, 0, 1, byte(10 + t.rng.IntN(5))}), 445, 6)
-		f.PktsOut = 8 + uint64(t.rng.IntN(50))
-		f.PktsIn = f.PktsOut + uint64(t.rng.IntN(50))
-		f.BytesOut = f.PktsOut*80 + t.lognormal(8, 1.5)
-		f.BytesIn = f.PktsIn*80 + t.lognormal(10, 1.5)
-		f.TCPFlags = 0x1b
-		f.EndNs = f.StartNs + int64(t.lognormal(20, 1))
-	default: // NTP and other UDP housekeeping
-		f = t.flow(s, netip.AddrFrom4([4]byte{10, 0, 0, 3}), 123, 17)
-		f.PktsOut, f.PktsIn, f.BytesOut, f.BytesIn = 1, 1, 76, 76
-		f.EndNs = f.StartNs + int64(t.lognormal(15, 0.3))
+	case r < 0.55:
+		return Event{Flow: t.web(s), Label: FamilyBenign, Kind: KindWeb}
+	case r < 0.8:
+		return Event{Flow: t.dns(s), Label: FamilyBenign, Kind: KindDNS}
+	case r < 0.92:
+		return Event{Flow: t.smb(s), Label: FamilyBenign, Kind: KindSMB}
+	default:
+		return Event{Flow: t.ntp(s, netip.AddrFrom4([4]byte{10, 0, 0, 3})), Label: FamilyBenign, Kind: KindNTP}
 	}
-	return Event{Flow: f, Label: FamilyBenign}
+}
+
+// office draws a ProfileOffice flow: the default kinds plus the sequence
+// families' disguises, in the shares ProfileOffice documents.
+func (t *Traffic) office(s *source) Event {
+	r := t.rng.Float64()
+	var f schemas.Flow
+	var kind string
+	switch {
+	case r < 0.43:
+		f, kind = t.web(s), KindWeb
+	case r < 0.63:
+		f, kind = t.dns(s), KindDNS
+	case r < 0.73:
+		f, kind = t.smb(s), KindSMB
+	case r < 0.79:
+		f, kind = t.poll(s, t.server()), KindPoll
+	case r < 0.84:
+		f, kind = t.upload(s, t.server()), KindUpload
+	case r < 0.89:
+		f, kind = t.login(s, t.server()), KindLogin
+	case r < 0.94:
+		// A few stale internal services, so a host's failures repeat
+		// destinations, where a scan's do not.
+		f, kind = t.failed(s, netip.AddrFrom4([4]byte{10, 0, 1, byte(100 + t.rng.IntN(8))})), KindFailed
+	default:
+		f, kind = t.ntp(s, netip.AddrFrom4([4]byte{10, 0, 0, 3})), KindNTP
+	}
+	return Event{Flow: f, Label: FamilyBenign, Kind: kind}
+}
+
+func (t *Traffic) server() netip.Addr { return t.servers[t.rng.IntN(len(t.servers))] }
+
+func (t *Traffic) web(s *source) schemas.Flow {
+	port := uint16(443)
+	if t.rng.Float64() < 0.2 {
+		port = 80
+	}
+	f := t.flow(s, t.servers[t.rng.IntN(len(t.servers))], port, 6)
+	f.PktsOut = 4 + uint64(t.rng.IntN(20))
+	f.PktsIn = f.PktsOut + uint64(t.rng.IntN(40))
+	f.BytesOut = f.PktsOut*60 + t.lognormal(6.5, 1)
+	f.BytesIn = f.PktsIn*60 + t.lognormal(9.5, 1.5)
+	f.TCPFlags = 0x1b // FIN SYN PSH ACK
+	f.EndNs = f.StartNs + int64(t.lognormal(19.5, 1.2))
+	return f
+}
+
+func (t *Traffic) dns(s *source) schemas.Flow {
+	f := t.flow(s, netip.AddrFrom4([4]byte{10, 0, 0, 2}), 53, 17)
+	f.PktsOut, f.PktsIn = 1, 1
+	f.BytesOut = 60 + uint64(t.rng.IntN(30))
+	f.BytesIn = 90 + uint64(t.rng.IntN(200))
+	f.EndNs = f.StartNs + int64(t.lognormal(16, 0.5))
+	return f
+}
+
+func (t *Traffic) smb(s *source) schemas.Flow {
+	f := t.flow(s, netip.AddrFrom4([4]byte{10, 0, 1, byte(10 + t.rng.IntN(5))}), 445, 6)
+	f.PktsOut = 8 + uint64(t.rng.IntN(50))
+	f.PktsIn = f.PktsOut + uint64(t.rng.IntN(50))
+	f.BytesOut = f.PktsOut*80 + t.lognormal(8, 1.5)
+	f.BytesIn = f.PktsIn*80 + t.lognormal(10, 1.5)
+	f.TCPFlags = 0x1b
+	f.EndNs = f.StartNs + int64(t.lognormal(20, 1))
+	return f
+}
+
+func (t *Traffic) ntp(s *source, dst netip.Addr) schemas.Flow {
+	f := t.flow(s, dst, 123, 17)
+	f.PktsOut, f.PktsIn, f.BytesOut, f.BytesIn = 1, 1, 76, 76
+	f.EndNs = f.StartNs + int64(t.lognormal(15, 0.3))
+	return f
+}
+
+// poll is a short HTTPS request and answer: about 570 bytes out, 900 in,
+// 150 ms.
+func (t *Traffic) poll(s *source, dst netip.Addr) schemas.Flow {
+	f := t.flow(s, dst, 443, 6)
+	f.PktsOut = 4 + uint64(t.rng.IntN(4))
+	f.PktsIn = 3 + uint64(t.rng.IntN(4))
+	f.BytesOut = f.PktsOut*60 + t.lognormal(5.8, 0.4)
+	f.BytesIn = f.PktsIn*60 + t.lognormal(6.5, 0.8)
+	f.TCPFlags = 0x1b
+	f.EndNs = f.StartNs + int64(t.lognormal(18.8, 0.6))
+	return f
+}
+
+// upload sends a median 30 KB (6 to 150 KB) and gets a short answer.
+func (t *Traffic) upload(s *source, dst netip.Addr) schemas.Flow {
+	f := t.flow(s, dst, 443, 6)
+	body := t.lognormal(10.3, 0.8)
+	f.PktsOut = 3 + body/1300 + uint64(t.rng.IntN(4))
+	f.PktsIn = 2 + f.PktsOut/2
+	f.BytesOut = f.PktsOut*60 + body
+	f.BytesIn = f.PktsIn*60 + t.lognormal(6, 0.5)
+	f.TCPFlags = 0x1b
+	f.EndNs = f.StartNs + int64(t.lognormal(20.2, 0.7))
+	return f
+}
+
+// login is a TLS handshake and a credentials POST: about 1.6 KB out, 4 KB
+// in, 330 ms.
+func (t *Traffic) login(s *source, dst netip.Addr) schemas.Flow {
+	f := t.flow(s, dst, 443, 6)
+	f.PktsOut = 8 + uint64(t.rng.IntN(5))
+	f.PktsIn = 7 + uint64(t.rng.IntN(5))
+	f.BytesOut = f.PktsOut*60 + t.lognormal(7.0, 0.25)
+	f.BytesIn = f.PktsIn*60 + t.lognormal(8.2, 0.35)
+	f.TCPFlags = 0x1b
+	f.EndNs = f.StartNs + int64(t.lognormal(19.6, 0.4))
+	return f
+}
+
+// failedPorts are the services a failed internal connection tries, and a
+// slow scan probes, with their weights.
+var failedPorts = [...]struct {
+	port uint16
+	w    float64
+}{{445, 0.4}, {80, 0.15}, {443, 0.15}, {3389, 0.1}, {139, 0.1}, {22, 0.1}}
+
+// failed is a connection that was refused (SYN, RST+ACK back, 40%) or went
+// unanswered (one to three SYNs, 1 s and 2 s apart, as TCP retransmits,
+// 60%).
+func (t *Traffic) failed(s *source, dst netip.Addr) schemas.Flow {
+	r := t.rng.Float64()
+	port := failedPorts[len(failedPorts)-1].port
+	for _, p := range failedPorts {
+		if r < p.w {
+			port = p.port
+			break
+		}
+		r -= p.w
+	}
+	f := t.flow(s, dst, port, 6)
+	if t.rng.Float64() < 0.4 {
+		f.PktsOut, f.BytesOut, f.PktsIn, f.BytesIn, f.TCPFlags = 1, 52, 1, 40, 0x16
+		f.EndNs = f.StartNs + int64(t.lognormal(13, 0.5))
+		return f
+	}
+	f.PktsOut = 1 + uint64(t.rng.IntN(3))
+	f.BytesOut, f.TCPFlags = f.PktsOut*52, 0x02
+	f.EndNs = f.StartNs + int64((1<<(f.PktsOut-1))-1)*1e9 + int64(t.rng.IntN(1e7))
+	return f
+}
+
+// vary returns f with its byte counts scaled by 1 ± rel (normal), keeping
+// f's packet counts: a repeated exchange of an implant or a routine.
+func (t *Traffic) vary(f schemas.Flow, rel float64) schemas.Flow {
+	scale := func(b, pkts uint64) uint64 {
+		v := uint64(math.Max(0, float64(b)*(1+rel*t.rng.NormFloat64())))
+		return max(v, pkts*40)
+	}
+	f.BytesOut = scale(f.BytesOut, f.PktsOut)
+	f.BytesIn = scale(f.BytesIn, f.PktsIn)
+	return f
+}
+
+// repeat returns the next flow of a source that repeats one exchange: its
+// template (drawn by draw at the first flow) with sizes varied by rel and
+// a fresh duration, start and source port.
+func (t *Traffic) repeat(s *source, dst netip.Addr, rel float64, draw func(*source, netip.Addr) schemas.Flow) schemas.Flow {
+	fresh := draw(s, dst)
+	if s.n == 0 {
+		s.tmpl = fresh
+	}
+	f := t.vary(s.tmpl, rel)
+	f.StartNs, f.EndNs, f.SrcPort = fresh.StartNs, fresh.EndNs, fresh.SrcPort
+	return f
+}
+
+// jittered returns period in seconds spread uniformly by ±jitter.
+func (t *Traffic) jittered(period time.Duration, jitter float64) float64 {
+	jitter = min(max(jitter, 0), 0.95)
+	return period.Seconds() * (1 + jitter*(2*t.rng.Float64()-1))
+}
+
+// routine returns a routine's next flow and the gap to the one after it.
+func (t *Traffic) routine(s *source) (Event, float64) {
+	r := s.routine
+	if r.Period <= 0 {
+		return Event{}, -1
+	}
+	var f schemas.Flow
+	gap := t.jittered(r.Period, r.Jitter)
+	switch r.Kind {
+	case RoutineNTP:
+		f = t.ntp(s, r.Target)
+	case RoutineUpdate:
+		f = t.repeat(s, r.Target, 0.1, t.poll)
+	case RoutineBackup:
+		if s.left == 0 {
+			s.left = r.Chunks
+			if s.left <= 0 {
+				s.left = 20
+			}
+		}
+		f = t.upload(s, r.Target)
+		s.left--
+		if s.left > 0 {
+			// The run's own gaps are part of its period.
+			g := 3 + 7*t.rng.Float64()
+			gap = g
+		}
+	default:
+		return Event{}, -1
+	}
+	return Event{Flow: f, Label: FamilyBenign, Kind: r.Kind}, gap
 }
 
 // attack returns the attack's next flow and the gap to the one after it.
@@ -251,6 +593,10 @@ func (t *Traffic) attack(s *source) (Event, float64) {
 	a := s.attack
 	var f schemas.Flow
 	var gap float64
+	jitter := a.Jitter
+	if jitter == 0 {
+		jitter = 0.2
+	}
 	switch a.Family {
 	case FamilyPortScan: // SYN to successive ports, RST or nothing back
 		f = t.flow(s, a.Target, uint16(1+s.n%65535), 6)
@@ -299,10 +645,42 @@ func (t *Traffic) attack(s *source) (Event, float64) {
 		f.BytesIn = 480 + uint64(t.rng.IntN(40))
 		f.EndNs = f.StartNs + int64(t.lognormal(16.5, 0.3))
 		gap = 0.5 + 0.2*t.rng.Float64()
+	case FamilySlowBeacon:
+		f = t.repeat(s, a.Target, 0.1, t.poll)
+		gap = t.jittered(orDefault(a.Period, time.Minute), jitter)
+	case FamilySlowScan:
+		span := a.Span
+		if span <= 0 {
+			span = 254
+		}
+		f = t.failed(s, addrPlus(a.Target, s.n%span))
+		gap = t.jittered(orDefault(a.Period, 30*time.Second), jitter)
+	case FamilySlowExfil:
+		f = t.upload(s, a.Target)
+		gap = t.jittered(orDefault(a.Period, 2*time.Minute), jitter)
+	case FamilyCredStuffing:
+		f = t.login(s, a.Target)
+		gap = t.jittered(orDefault(a.Period, 45*time.Second), jitter)
 	default:
 		return Event{}, -1
 	}
-	return Event{Flow: f, Label: a.Family}, gap
+	return Event{Flow: f, Label: a.Family, Kind: a.Family}, gap
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// addrPlus returns the IPv4 address a advanced by n, wrapping at the end
+// of the address space.
+func addrPlus(a netip.Addr, n int) netip.Addr {
+	b := a.As4()
+	v := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+	v += uint32(n)
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
 // protoName maps the protocol numbers the generator uses to goflow2's names.
@@ -353,10 +731,11 @@ func AppendGoflow2JSON(dst []byte, f *schemas.Flow) []byte {
 }
 
 // AppendZeekJSON renders f as a Zeek conn.log JSON line (bidirectional), the
-// format file tailers such as rsyslog or syslog-ng ship.
+// format file tailers such as rsyslog or syslog-ng ship. Times, conn_state
+// and history are written as Writer writes them in Zeek's TSV.
 func AppendZeekJSON(dst []byte, f *schemas.Flow, uid string) []byte {
 	dst = append(dst, `{"ts":`...)
-	dst = strconv.AppendFloat(dst, float64(f.StartNs)/1e9, 'f', 6, 64)
+	dst = appendMicros(dst, f.StartNs)
 	dst = append(dst, `,"uid":"`...)
 	dst = append(dst, uid...)
 	dst = append(dst, `","id.orig_h":"`...)
@@ -375,21 +754,15 @@ func AppendZeekJSON(dst []byte, f *schemas.Flow, uid string) []byte {
 		proto = "icmp"
 	}
 	dst = append(dst, `,"proto":"`+proto+`","duration":`...)
-	dst = strconv.AppendFloat(dst, float64(f.EndNs-f.StartNs)/1e9, 'f', 6, 64)
+	dst = appendMicros(dst, f.EndNs-f.StartNs)
 	ip := func(dst []byte, key string, v uint64) []byte {
 		dst = append(dst, `,"`+key+`":`...)
 		return strconv.AppendUint(dst, v, 10)
 	}
 	dst = ip(dst, "orig_bytes", payload(f.BytesOut, f.PktsOut))
 	dst = ip(dst, "resp_bytes", payload(f.BytesIn, f.PktsIn))
-	state := "SF"
-	switch {
-	case f.Proto == 6 && f.PktsIn == 0:
-		state = "S0"
-	case f.Proto == 6 && f.TCPFlags&0x04 != 0 && f.TCPFlags&0x01 == 0:
-		state = "REJ"
-	}
-	dst = append(dst, `,"conn_state":"`+state+`","missed_bytes":0`...)
+	state, history := zeekState(f)
+	dst = append(dst, `,"conn_state":"`+state+`","history":"`+history+`","missed_bytes":0`...)
 	dst = ip(dst, "orig_pkts", f.PktsOut)
 	dst = ip(dst, "orig_ip_bytes", f.BytesOut)
 	dst = ip(dst, "resp_pkts", f.PktsIn)
