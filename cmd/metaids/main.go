@@ -1,5 +1,6 @@
 // Command metaids is the metaids pipeline in one binary: each subcommand is a
-// stage (ingest, scorer, adapter), a tool (train, eval, replay, label) or a
+// stage (ingest, scorer, adapter), a tool (train, eval, replay, label,
+// generate) or a
 // convenience (broker, up, demo). This package only parses flags and wires
 // stages together; the work lives in the stage packages.
 package main
@@ -30,16 +31,17 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"broker":  {"run the embedded Kafka-protocol broker (kfake) standalone", runBroker},
-		"ingest":  {"decode shipper flow records into Arrow feature batches", runIngest},
-		"scorer":  {"score feature batches with the per-host LSTM and publish alerts", runScorer},
-		"adapter": {"fine-tune the classifier head from analyst labels", runAdapter},
-		"up":      {"embedded broker plus every stage in one process", runUp},
-		"demo":    {"embedded broker, all stages, synthetic attacks, alerts on screen", runDemo},
-		"train":   {"pretrain and meta-train the model on labelled flow datasets", runTrain},
-		"eval":    {"replay a labelled dataset through the pipeline and report detection quality", runEval},
-		"replay":  {"produce flow-log files to an input topic, like a log shipper", runReplay},
-		"label":   {"send analyst labels (by alert id, flow id, or a CSV/JSON file)", runLabel},
+		"broker":   {"run the embedded Kafka-protocol broker (kfake) standalone", runBroker},
+		"ingest":   {"decode shipper flow records into Arrow feature batches", runIngest},
+		"scorer":   {"score feature batches with the per-host LSTM and publish alerts", runScorer},
+		"adapter":  {"fine-tune the classifier head from analyst labels", runAdapter},
+		"up":       {"embedded broker plus every stage in one process", runUp},
+		"demo":     {"embedded broker, all stages, synthetic attacks, alerts on screen", runDemo},
+		"train":    {"pretrain and meta-train the model on labelled flow datasets", runTrain},
+		"eval":     {"replay a labelled dataset through the pipeline and report detection quality", runEval},
+		"replay":   {"produce flow-log files to an input topic, like a log shipper", runReplay},
+		"label":    {"send analyst labels (by alert id, flow id, or a CSV/JSON file)", runLabel},
+		"generate": {"write a synthetic scenario as labelled flow-log files (zeek, cic) or shipper JSON", runGenerate},
 	}
 }
 
