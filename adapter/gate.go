@@ -169,18 +169,14 @@ func predict(m *model.Model, rows []row, benign int) []int {
 	out := make([]int, len(rows))
 	for i := range rows {
 		p := probs[i*c : (i+1)*c]
-		best := -1
-		for k, v := range p {
+		for _, v := range p {
 			if v-v != 0 {
 				return nil
 			}
-			if k != benign && (best < 0 || v > p[best]) {
-				best = k
-			}
 		}
 		out[i] = benign
-		if best >= 0 && m.Thresholds[best] > 0 && p[best] >= m.Thresholds[best] {
-			out[i] = best
+		if k, _ := model.AlertClass(p, m.Thresholds, benign); k >= 0 {
+			out[i] = k
 		}
 	}
 	return out

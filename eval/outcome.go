@@ -95,13 +95,7 @@ func (o *outcome) record(j int, m *model.Model, probs []float32, anomaly float32
 // alerts if it reaches the model's anomaly threshold and the host is past
 // its warm-up. Class 0 is benign, as in every model train writes.
 func (o *outcome) decide(m *model.Model, probs []float32, anomaly float32, before uint32) int16 {
-	k, pk := -1, float32(math.Inf(-1))
-	for j := 1; j < len(probs); j++ {
-		if probs[j] > pk {
-			k, pk = j, probs[j]
-		}
-	}
-	if k > 0 && m.Thresholds[k] > 0 && pk >= m.Thresholds[k] {
+	if k, _ := model.AlertClass(probs, m.Thresholds, 0); k > 0 {
 		return o.name(m.Classes()[k])
 	}
 	if m.AnomalyThreshold > 0 && anomaly >= m.AnomalyThreshold && before >= o.warmup {

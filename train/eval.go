@@ -139,16 +139,14 @@ type HoldoutResult struct {
 	AnomalyROCAUCvsBn Metric `json:"anomaly_roc_auc_vs_benign"`
 }
 
-// alertClass returns the class the scorer's rule alerts with (the most
-// probable class whose probability exceeds its threshold), or 0.
+// alertClass returns the class the scorer alerts with (model.AlertClass:
+// the most probable attack class, if it reaches its threshold), or 0.
+// Calibration and the report must use the scorer's rule exactly: one that
+// let a less probable class alert past a higher one that missed its
+// threshold counted alerts the scorer never raises.
 func alertClass(p, thr []float32) int {
-	best := 0
-	for k := 1; k < len(p); k++ {
-		if p[k] > thr[k] && (best == 0 || p[k] > p[best]) {
-			best = k
-		}
-	}
-	return best
+	k, _ := model.AlertClass(p, thr, 0)
+	return max(k, 0)
 }
 
 // Evaluate measures m on the test split of d from its Scores.
