@@ -21,8 +21,12 @@ import (
 type Headline struct {
 	// BinaryF1 is Binary.F1: attack vs benign, as served.
 	BinaryF1 Metric `json:"binary_f1"`
-	// RecallAtFPR is recall at the operating point fixed before scoring.
-	RecallAtFPR RecallAtFPR `json:"recall_at_fpr"`
+	// RecallAtFPR is the classifier's recall at the operating point fixed
+	// before scoring, AnomalyRecallAtFPR the anomaly score's: the detector
+	// that needs no labels, and the only one of a model that knows no
+	// family yet.
+	RecallAtFPR        RecallAtFPR `json:"recall_at_fpr"`
+	AnomalyRecallAtFPR RecallAtFPR `json:"anomaly_recall_at_fpr"`
 	// FewShotK is -shots; FewShotRecall and FewShotFamilyRecall are the
 	// mean over the new families of recall_after and family_recall_after
 	// (NaN when no update went live).
@@ -32,11 +36,12 @@ type Headline struct {
 }
 
 // RecallAtFPR is detection at a fixed benign false-positive rate: a flow
-// is flagged when the starting model's attack score 1 − p(benign) reaches
-// Threshold, the score that TargetFPR of the training data's benign
-// validation flows reach. Nothing evaluated chooses it, so FPR, the rate
-// measured on the evaluated benign flows, may differ from TargetFPR: that
-// difference is part of the result.
+// is flagged when the starting model's score (the attack score
+// 1 − p(benign), or the anomaly score, with no warm-up) reaches Threshold,
+// the score that TargetFPR of the training data's benign validation flows
+// reach. Nothing evaluated chooses it, so FPR, the rate measured on the
+// evaluated benign flows, may differ from TargetFPR: that difference is
+// part of the result.
 type RecallAtFPR struct {
 	TargetFPR float64 `json:"target_fpr"`
 	Threshold Metric  `json:"threshold"`
@@ -143,13 +148,39 @@ func prepareBaseline(ctx context.Context, cfg Config, es *evalSet, log *slog.Log
 	return m, br, nil
 }
 
-// operatingPoint returns the fixed-FPR threshold of m from the training
-// data's benign validation flows, NaN without training data.
-func operatingPoint(m *model.Model, es *evalSet, fpr float64) (float32, int) {
+// opPoint is a model's fixed-FPR thresholds on its attack and anomaly
+// scores, and the benign validation flows they were set on.
+type opPoint struct {
+	attack, anomaly float32
+	n               int
+}
+
+// operatingPoint returns m's fixed-FPR thresholds from the training data's
+// benign validation flows, NaN without training data.
+func operatingPoint(m *model.Model, es *evalSet, fpr float64) opPoint {
 	if es.fit == nil {
-		return float32(math.NaN()), 0
+		nan := float32(math.NaN())
+		return opPoint{nan, nan, 0}
 	}
-	return train.BenignThreshold(m, es.fit, fpr)
+	a, an, n := train.BenignThresholds(m, es.fit, fpr)
+	return opPoint{a, an, n}
+}
+
+// headlineOf measures o's headline numbers at the operating point op.
+func headlineOf(o *outcome, rep *Report, op opPoint, fpr float64, k int) Headline {
+	h := Headline{BinaryF1: rep.Binary.F1, FewShotK: k}
+	h.RecallAtFPR = o.recallAtFPR(flaggedAt(o.startScores(), op.attack), op.attack, op.n, fpr)
+	anom := make([]float32, len(o.rows))
+	for j, r := range o.rows {
+		anom[j] = float32(math.NaN())
+		if r.version != 0 {
+			anom[j] = r.anomaly
+		}
+	}
+	h.AnomalyRecallAtFPR = o.recallAtFPR(flaggedAt(anom, op.anomaly), op.anomaly, op.n, fpr)
+	h.FewShotRecall = meanOf(rep.NewFamilies, func(f *FamilyResult) Metric { return f.RecallAfter })
+	h.FewShotFamilyRecall = meanOf(rep.NewFamilies, func(f *FamilyResult) Metric { return f.FamilyRecallAfter })
+	return h
 }
 
 // startScores returns every row's attack score 1 − p(benign) by the
@@ -235,14 +266,6 @@ func (o *outcome) alerted() []bool {
 	return out
 }
 
-// headline gathers a report's headline numbers.
-func headline(rep *Report, at RecallAtFPR, k int, fams map[string]*FamilyResult) Headline {
-	h := Headline{BinaryF1: rep.Binary.F1, RecallAtFPR: at, FewShotK: k}
-	h.FewShotRecall, h.FewShotFamilyRecall = meanOf(fams, func(f *FamilyResult) Metric { return f.RecallAfter }),
-		meanOf(fams, func(f *FamilyResult) Metric { return f.FamilyRecallAfter })
-	return h
-}
-
 // meanOf is the mean of get over the families where it is defined.
 func meanOf(fams map[string]*FamilyResult, get func(*FamilyResult) Metric) Metric {
 	var sum float64
@@ -288,14 +311,14 @@ func difference(es *evalSet, scored []bool, a, b []bool) Difference {
 	return d
 }
 
-// compare fills br from the baseline's outcome ob and report brep, set
-// against the model's outcome o: the same rows, so row j is the same flow
-// in both.
-func compare(br *BaselineReport, o, ob *outcome, brep *Report, atM, atB RecallAtFPR, k int) {
+// compare fills br from the baseline's outcome ob, its report brep and
+// its headline, set against the model's outcome o and headline hm: the same
+// rows, so row j is the same flow in both.
+func compare(br *BaselineReport, o, ob *outcome, brep *Report, hm, hb Headline) {
 	br.Binary = brep.Binary
 	br.NewFamilies = brep.NewFamilies
 	br.BenignFPRBefore, br.KnownRecallBefore = brep.BenignFPRBefore, brep.KnownRecallBefore
-	br.Headline = headline(brep, atB, k, brep.NewFamilies)
+	br.Headline = hb
 	scored := make([]bool, len(o.rows))
 	for j := range scored {
 		scored[j] = o.rows[j].version != 0 && ob.rows[j].version != 0
@@ -303,8 +326,8 @@ func compare(br *BaselineReport, o, ob *outcome, brep *Report, atM, atB RecallAt
 	am, ab := o.alerted(), ob.alerted()
 	br.ModelOnly = difference(o.es, scored, am, ab)
 	br.BaselineOnly = difference(o.es, scored, ab, am)
-	fm := flaggedAt(o.startScores(), float32(atM.Threshold))
-	fb := flaggedAt(ob.startScores(), float32(atB.Threshold))
+	fm := flaggedAt(o.startScores(), float32(hm.RecallAtFPR.Threshold))
+	fb := flaggedAt(ob.startScores(), float32(hb.RecallAtFPR.Threshold))
 	br.ModelOnlyAtFPR = difference(o.es, scored, fm, fb)
 	br.BaselineOnlyAtFPR = difference(o.es, scored, fb, fm)
 }

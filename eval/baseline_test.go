@@ -29,9 +29,12 @@ func TestEvalBaselineSideBySide(t *testing.T) {
 		t.Fatalf("Baseline = %+v, want a per-flow one", br)
 	}
 	for name, h := range map[string]Headline{"model": rep.Headline, "baseline": br.Headline} {
-		at := h.RecallAtFPR
+		at, an := h.RecallAtFPR, h.AnomalyRecallAtFPR
 		if at.TargetFPR != 0.01 || at.BenignValFlows == 0 || !(at.Threshold >= 0 && at.Threshold <= 1) || at.Recall != at.Recall || at.Attacks == 0 {
 			t.Errorf("%s: recall at fixed FPR = %+v, want a threshold from benign validation flows and a recall", name, at)
+		}
+		if an.BenignValFlows != at.BenignValFlows || !(an.Threshold > 0) || an.Recall != an.Recall || an.Attacks != at.Attacks {
+			t.Errorf("%s: anomaly recall at fixed FPR = %+v, want a positive threshold from the same flows and a recall", name, an)
 		}
 		if h.FewShotK != 10 || h.FewShotRecall != h.FewShotRecall || h.BinaryF1 != h.BinaryF1 {
 			t.Errorf("%s: headline = %+v, want K = 10 and defined F1 and few-shot recall", name, h)
@@ -100,7 +103,7 @@ func TestEvalThresholdsIgnoreEvalLabels(t *testing.T) {
 	type run struct {
 		rep            *Report
 		o, ob          *outcome
-		thr, thrB      float32
+		op, opB        opPoint
 		thresholds     []float32
 		thresholdsB    []float32
 		anomaly, anomB float32
@@ -118,8 +121,7 @@ func TestEvalThresholdsIgnoreEvalLabels(t *testing.T) {
 			t.Fatal(err)
 		}
 		var r run
-		r.thr, _ = operatingPoint(m, es, cfg.FixedFPR)
-		r.thrB, _ = operatingPoint(base, es, cfg.FixedFPR)
+		r.op, r.opB = operatingPoint(m, es, cfg.FixedFPR), operatingPoint(base, es, cfg.FixedFPR)
 		r.thresholds, r.anomaly = append([]float32(nil), m.Thresholds...), m.AnomalyThreshold
 		r.thresholdsB, r.anomB = append([]float32(nil), base.Thresholds...), base.AnomalyThreshold
 		if r.o, err = runMode(t.Context(), cfg, m, es, testLog(t)); err != nil {
@@ -144,7 +146,8 @@ func TestEvalThresholdsIgnoreEvalLabels(t *testing.T) {
 			}
 		}
 	}
-	bits("fixed-FPR thresholds", []float32{a.thr, a.thrB, a.anomaly, a.anomB}, []float32{b.thr, b.thrB, b.anomaly, b.anomB})
+	bits("fixed-FPR and anomaly thresholds", []float32{a.op.attack, a.op.anomaly, a.opB.attack, a.opB.anomaly, a.anomaly, a.anomB},
+		[]float32{b.op.attack, b.op.anomaly, b.opB.attack, b.opB.anomaly, b.anomaly, b.anomB})
 	bits("class thresholds", a.thresholds, b.thresholds)
 	bits("baseline class thresholds", a.thresholdsB, b.thresholdsB)
 	for _, p := range []struct {

@@ -32,11 +32,10 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 		return nil, err
 	}
 	// Both operating points are fixed before any evaluated flow is scored.
-	thr, nVal := operatingPoint(m, es, cfg.FixedFPR)
-	var thrB float32
-	var nValB int
+	op := operatingPoint(m, es, cfg.FixedFPR)
+	var opB opPoint
 	if base != nil {
-		thrB, nValB = operatingPoint(base, es, cfg.FixedFPR)
+		opB = operatingPoint(base, es, cfg.FixedFPR)
 	}
 	o, err := runMode(ctx, cfg, m, es, log)
 	if err != nil {
@@ -44,8 +43,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	}
 	rep := o.report(cfg)
 	rep.Training = ts
-	at := o.recallAtFPR(flaggedAt(o.startScores(), thr), thr, nVal, cfg.FixedFPR)
-	rep.Headline = headline(rep, at, cfg.Shots, rep.NewFamilies)
+	rep.Headline = headlineOf(o, rep, op, cfg.FixedFPR, cfg.Shots)
 	if es.fit == nil {
 		rep.Notes = append(rep.Notes, "recall_at_fpr: a model file carries no benign validation flows to fix its threshold on; give -train to measure it")
 		slices.Sort(rep.Notes)
@@ -57,8 +55,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger) (*Report, error) {
 	if err != nil {
 		return nil, fmt.Errorf("baseline: %w", err)
 	}
-	atB := ob.recallAtFPR(flaggedAt(ob.startScores(), thrB), thrB, nValB, cfg.FixedFPR)
-	compare(br, o, ob, ob.report(cfg), at, atB, cfg.Shots)
+	brep := ob.report(cfg)
+	compare(br, o, ob, brep, rep.Headline, headlineOf(ob, brep, opB, cfg.FixedFPR, cfg.Shots))
 	rep.Baseline = br
 	return rep, nil
 }
@@ -86,9 +84,13 @@ func WriteTable(w io.Writer, rep *Report) error {
 		f(bn.Precision), f(bn.Recall), f(bn.F1), f(bn.Accuracy), f(bn.FPR), f(bn.ROCAUC))
 	fmt.Fprintf(&b, "benign fpr before %s  after %s    known recall before %s  after %s\n",
 		f(rep.BenignFPRBefore), f(rep.BenignFPRAfter), f(rep.KnownRecallBefore), f(rep.KnownRecallAfter))
-	at := rep.Headline.RecallAtFPR
-	fmt.Fprintf(&b, "at benign fpr %.3f (threshold %s on %d benign validation flows): recall %s  known recall %s  measured fpr %s\n",
-		at.TargetFPR, f(at.Threshold), at.BenignValFlows, f(at.Recall), f(at.KnownRecall), f(at.FPR))
+	for _, at := range []struct {
+		name string
+		r    RecallAtFPR
+	}{{"attack score", rep.Headline.RecallAtFPR}, {"anomaly score", rep.Headline.AnomalyRecallAtFPR}} {
+		fmt.Fprintf(&b, "%s at benign fpr %.3f (threshold %s from %d benign validation flows): recall %s  known recall %s  measured fpr %s\n",
+			at.name, at.r.TargetFPR, f(at.r.Threshold), at.r.BenignValFlows, f(at.r.Recall), f(at.r.KnownRecall), f(at.r.FPR))
+	}
 	fams := slices.Sorted(maps.Keys(rep.NewFamilies))
 	if len(fams) > 0 {
 		fmt.Fprintf(&b, "%-28s %5s %6s %7s %7s %9s %9s %7s\n", "new family", "shots", "flows", "rec_bef", "rec_aft", "fam_rec_a", "prec_aft", "f1_aft")
@@ -146,15 +148,15 @@ func writeBaseline(b *strings.Builder, rep *Report, br *BaselineReport, f func(M
 	if br.File != "" {
 		name = filepath.Base(br.File)
 	}
-	fmt.Fprintf(b, "%-28s %9s %10s %10s %9s %9s %9s\n", "side by side", "binary_f1", "rec@fpr", "known@fpr", "fpr@fpr",
-		fmt.Sprintf("fs_rec@%d", rep.Headline.FewShotK), "fs_fam")
+	fmt.Fprintf(b, "%-28s %9s %8s %9s %8s %9s %9s %9s %7s\n", "side by side", "binary_f1", "rec@fpr", "known@fpr", "fpr@fpr",
+		"anom@fpr", "afpr@fpr", fmt.Sprintf("fs_rec@%d", rep.Headline.FewShotK), "fs_fam")
 	for _, row := range []struct {
 		name string
 		h    Headline
 	}{{"model", rep.Headline}, {"baseline (" + name + ")", br.Headline}} {
-		at := row.h.RecallAtFPR
-		fmt.Fprintf(b, "%-28s %9s %10s %10s %9s %9s %9s\n", trunc(row.name, 28), f(row.h.BinaryF1), f(at.Recall), f(at.KnownRecall),
-			f(at.FPR), f(row.h.FewShotRecall), f(row.h.FewShotFamilyRecall))
+		at, an := row.h.RecallAtFPR, row.h.AnomalyRecallAtFPR
+		fmt.Fprintf(b, "%-28s %9s %8s %9s %8s %9s %9s %9s %7s\n", trunc(row.name, 28), f(row.h.BinaryF1), f(at.Recall), f(at.KnownRecall),
+			f(at.FPR), f(an.Recall), f(an.FPR), f(row.h.FewShotRecall), f(row.h.FewShotFamilyRecall))
 	}
 	diff := func(label string, as, at Difference) {
 		fmt.Fprintf(b, "%s: as served %d attack flows on %d hosts%s, %d benign on %d hosts; at fixed fpr %d attack flows on %d hosts%s, %d benign on %d hosts\n",
