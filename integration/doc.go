@@ -13,8 +13,8 @@
 //
 //   - The sequence scenario (SequenceScenario, DefaultSequenceConfig): 120
 //     office hosts (ProfileOffice) for 3 hours per part, about 50,000 to
-//     60,000 flows per part, some 1,500 of them attacks. Four of the hosts run each
-//     sequence family (SequenceFamilies: slow beacon, slow scan, slow
+//     60,000 flows per part, some 3,000 of them attacks. Four of the hosts
+//     run each sequence family (SequenceFamilies: slow beacon, slow scan, slow
 //     exfiltration, credential stuffing) alongside their normal traffic, so
 //     attack flows interleave with benign ones. Every attack flow is drawn
 //     from the distribution of a benign kind (poll, failed connection,

@@ -20,7 +20,7 @@ const (
 )
 
 // SequenceConfig sizes the sequence scenario (see SequenceScenario). The
-// defaults give about 50,000 to 60,000 flows per part, some 1,500 of them
+// defaults give about 50,000 to 60,000 flows per part, some 3,000 of them
 // attacks.
 type SequenceConfig struct {
 	// Seed seeds everything: the hosts' rates, which hosts are infected,
@@ -91,10 +91,11 @@ type Scenario struct {
 //
 // Each part draws, from its own seeded source: which hosts are infected;
 // each attack's start (in the first third of the part), length (at least
-// half the part), target and timing (beacon every 60 to 180 s with 10 to 30%
-// jitter; scan probe every 30 to 90 s, 20 to 50% jitter; exfiltration
-// upload every 90 to 240 s, 10 to 40%; stuffing attempt every 30 to 90 s,
-// 30 to 60%); and each host's routines (NTP with probability 0.6, polling every
+// half the part), target and timing (beacon every 30 to 90 s with 10 to 30%
+// jitter; scan probe every 15 to 45 s, 20 to 50% jitter; exfiltration
+// upload every 45 to 120 s, 10 to 40%; stuffing attempt every 15 to 45 s,
+// 30 to 60%: about as often as, or less often than, the host's own flows);
+// and each host's routines (NTP with probability 0.6, polling every
 // 64·2^k s for k in 0..4; update checks with probability 0.6, every 10 to
 // 60 min; backups with probability 0.25, 10 to 40 chunks every 1 to 2 h).
 // The test part's hosts are HostAddr(10000) onwards, the train part's
@@ -132,16 +133,16 @@ func SequenceScenario(cfg SequenceConfig, part Part) (*Scenario, error) {
 			switch fam {
 			case FamilySlowBeacon:
 				a.Target = external(198, 51, 100)
-				a.Period, a.Jitter = span(60*time.Second, 180*time.Second), uniform(0.1, 0.3)
+				a.Period, a.Jitter = span(30*time.Second, 90*time.Second), uniform(0.1, 0.3)
 			case FamilySlowScan:
 				a.Target = netip.AddrFrom4([4]byte{10, 1, byte(rng.IntN(256)), 1})
-				a.Period, a.Jitter, a.Span = span(30*time.Second, 90*time.Second), uniform(0.2, 0.5), 254
+				a.Period, a.Jitter, a.Span = span(15*time.Second, 45*time.Second), uniform(0.2, 0.5), 254
 			case FamilySlowExfil:
 				a.Target = external(203, 0, 113)
-				a.Period, a.Jitter = span(90*time.Second, 240*time.Second), uniform(0.1, 0.4)
+				a.Period, a.Jitter = span(45*time.Second, 120*time.Second), uniform(0.1, 0.4)
 			case FamilyCredStuffing:
 				a.Target = external(192, 0, 2)
-				a.Period, a.Jitter = span(30*time.Second, 90*time.Second), uniform(0.3, 0.6)
+				a.Period, a.Jitter = span(15*time.Second, 45*time.Second), uniform(0.3, 0.6)
 			}
 			sc.Attacks = append(sc.Attacks, a)
 		}
