@@ -72,8 +72,10 @@ type Settings struct {
 	// CreateTopics creates the output topics, features and flows.dlq, when
 	// they do not exist, with Partitions partitions and the broker's
 	// default replication factor. Existing topics are left alone. Input
-	// topics belong to the shippers and are never created. Flag
-	// -ingest.create-topics; default true.
+	// topics belong to the shippers and are never created. A broker that
+	// cannot be reached is retried, with -kafka.retry.backoff doubling up to
+	// -kafka.retry.backoff-max, until it answers or the stage is stopped.
+	// Flag -ingest.create-topics; default true.
 	CreateTopics bool `yaml:"create-topics" help:"create the features and flows.dlq topics when missing"`
 
 	// Partitions is the partition count of output topics the stage

@@ -231,10 +231,12 @@ func (s *Stage) Run(ctx context.Context) error {
 	defer s.close()
 	if s.cfg.Ingest.CreateTopics {
 		n := s.cfg.Ingest.Partitions
-		if err := stream.EnsureTopics(ctx, s.cfg.Config, []stream.TopicSpec{
+		// Retried until ctx ends: a broker that is not up yet must not
+		// crash-loop ingest, whose consumer would wait for it anyway.
+		if err := stream.EnsureTopicsRetry(ctx, s.cfg.Config, []stream.TopicSpec{
 			{Name: s.featuresTopic, Partitions: n},
 			{Name: s.dlqTopic, Partitions: n},
-		}); err != nil {
+		}, s.log); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -493,3 +495,82 @@ func TestStageSharedRegistry(t *testing.T) {
 		t.Errorf("flows_total seen by the first stage = %v, want 5 (both stages count in one series)", got)
 	}
 }
+
+// TestStageWaitsForBroker starts ingest before its broker, on a loopback
+// port where nothing listens yet: it retries creating its output topics,
+// logging each attempt, instead of failing, and once the broker is up it
+// creates them and ingests.
+func TestStageWaitsForBroker(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e: starts a broker and the stage")
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+
+	cfg := DefaultConfig()
+	cfg.Config = testKafkaAt(addr)
+	cfg.Timeout = time.Second
+	cfg.Ingest.Group = nonTopic.ReplaceAllString(t.Name(), "_")
+	cfg.Ingest.Formats = map[string]string{"flows.goflow2": FormatGoflow2}
+	cfg.Ingest.Partitions = 4
+	cfg.Shutdown.Timeout = 10 * time.Second
+	warns := &warnCounter{msg: "create topics failed, retrying"}
+	s, err := newStage(cfg, slog.New(warns), prometheus.NewRegistry(), stageClock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run = %v, want nil after cancellation", err)
+		}
+	}()
+	eventually(t, 30*time.Second, func() error {
+		select {
+		case err := <-done:
+			done <- err
+			return fmt.Errorf("Run returned %v while the broker was down, want it to keep trying", err)
+		default:
+		}
+		if n := warns.n.Load(); n < 3 {
+			return fmt.Errorf("%d failed attempts logged, want at least 3", n)
+		}
+		return nil
+	})
+
+	e, err := stream.StartEmbedded(stream.EmbeddedConfig{Addr: addr, Partitions: 4, SeedTopics: []string{"flows.goflow2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	produce(t, testKafka(e), "flows.goflow2", 0, nil, goflow2Record(0, 1), goflow2Record(1, 1))
+	if c := waitHandled(t, s, "goflow2", 2, 30*time.Second); c.ok != 2 {
+		t.Errorf("records after the broker came up: %+v, want 2 ok", c)
+	}
+	if got := len(readTopic(t, addr, "features")); got == 0 {
+		t.Error("nothing on the features topic, which ingest was to create")
+	}
+}
+
+// warnCounter is a slog.Handler that counts Warn records with message msg.
+type warnCounter struct {
+	msg string
+	n   atomic.Int64
+}
+
+func (h *warnCounter) Enabled(context.Context, slog.Level) bool { return true }
+func (h *warnCounter) Handle(_ context.Context, r slog.Record) error {
+	if r.Level == slog.LevelWarn && r.Message == h.msg {
+		h.n.Add(1)
+	}
+	return nil
+}
+func (h *warnCounter) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *warnCounter) WithGroup(string) slog.Handler      { return h }

@@ -61,8 +61,12 @@ func startBroker(t testing.TB, partitions int, topics ...string) *stream.Embedde
 
 // testKafka is the broker's config with test timings: short writer and
 // fetch waits, a fast group.
-func testKafka(e *stream.Embedded) stream.Config {
-	c := e.Config()
+func testKafka(e *stream.Embedded) stream.Config { return testKafkaAt(e.Addr()) }
+
+// testKafkaAt is testKafka for a broker at addr, which may not be up yet.
+func testKafkaAt(addr string) stream.Config {
+	c := stream.DefaultConfig()
+	c.Brokers = []string{addr}
 	c.Writer.BatchTimeout = 5 * time.Millisecond
 	c.Reader.MaxWait = 50 * time.Millisecond
 	c.Group.SessionTimeout = 2 * time.Second

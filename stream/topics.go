@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"maps"
 	"slices"
 
@@ -64,14 +65,53 @@ func PipelineTopics(prefix string, names TopicNames, partitions, replicationFact
 // EnsureTopics creates the topics in specs that do not exist yet, in one
 // request to the controller. Topics that already exist are left as they
 // are, whatever their partition count or settings: changing a live topic
-// is an operator's decision, not a side effect of starting a stage.
+// is an operator's decision, not a side effect of starting a stage. It
+// tries once; stages use EnsureTopicsRetry.
 func EnsureTopics(ctx context.Context, cfg Config, specs []TopicSpec) error {
+	_, err := ensureTopics(ctx, cfg, specs)
+	return err
+}
+
+// EnsureTopicsRetry is EnsureTopics for a stage starting up, when the
+// brokers may not be up yet: it tries until the topics exist, ctx ends, or
+// a failure that retrying cannot fix (authentication, authorisation, TLS,
+// a topic's name or settings refused). It waits -kafka.retry.backoff after
+// the first failure, doubling up to -kafka.retry.backoff-max, and logs
+// each failure at Warn. ctx bounds it; if ctx ends first it returns ctx's
+// error wrapped with the last failure.
+func EnsureTopicsRetry(ctx context.Context, cfg Config, specs []TopicSpec, log *slog.Logger) error {
+	log = orDiscard(log)
+	for attempt := 0; ; attempt++ {
+		permanent, err := ensureTopics(ctx, cfg, specs)
+		if err == nil {
+			if attempt > 0 {
+				log.Info("topics ensured", "attempts", attempt+1)
+			}
+			return nil
+		}
+		if permanent {
+			return err
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w (after %d attempts: %v)", ctx.Err(), attempt+1, err)
+		}
+		wait := backoff(attempt, cfg.RetryBackoff, cfg.RetryBackoffMax)
+		log.Warn("create topics failed, retrying", "attempt", attempt+1, "backoff", wait, "brokers", cfg.Brokers, "err", err)
+		if !sleep(ctx, wait) {
+			return fmt.Errorf("%w (after %d attempts: %v)", ctx.Err(), attempt+1, err)
+		}
+	}
+}
+
+// ensureTopics makes one attempt at EnsureTopics and says whether its
+// failure is permanent.
+func ensureTopics(ctx context.Context, cfg Config, specs []TopicSpec) (permanent bool, err error) {
 	if len(specs) == 0 {
-		return nil
+		return false, nil
 	}
 	tr, err := cfg.Transport()
 	if err != nil {
-		return fmt.Errorf("ensure topics: %w", err)
+		return true, fmt.Errorf("ensure topics: %w", err)
 	}
 	defer tr.CloseIdleConnections()
 	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: tr, Timeout: cfg.Timeout}
@@ -94,18 +134,34 @@ func EnsureTopics(ctx context.Context, cfg Config, specs []TopicSpec) error {
 		// Available"; the Dialer says what really went wrong.
 		if d, derr := cfg.Dialer(); derr == nil {
 			if perr := probe(ctx, d, cfg.Brokers); perr != nil {
-				return fmt.Errorf("ensure topics: %w (create topics: %v)", perr, err)
+				return securityError(perr), fmt.Errorf("ensure topics: %w (create topics: %v)", perr, err)
 			}
 		}
-		return fmt.Errorf("ensure topics: %w", err)
+		// Anything else (refused connections, timeouts, a broker with
+		// no controller yet) may pass once the brokers are up.
+		return securityError(err), fmt.Errorf("ensure topics: %w", err)
 	}
 	var errs []error
 	for _, s := range specs {
-		if err := resp.Errors[s.Name]; err != nil && !errors.Is(err, kafka.TopicAlreadyExists) {
-			errs = append(errs, fmt.Errorf("create topic %s: %w", s.Name, err))
+		err := resp.Errors[s.Name]
+		if err == nil || errors.Is(err, kafka.TopicAlreadyExists) {
+			continue
 		}
+		errs = append(errs, fmt.Errorf("create topic %s: %w", s.Name, err))
+		permanent = permanent || !topicRetriable(err)
 	}
-	return errors.Join(errs...)
+	return permanent, errors.Join(errs...)
+}
+
+// topicRetriable reports whether a broker's answer for one topic may
+// change on retry. A cluster still starting has fewer brokers registered
+// than the replication factor asks for, so that refusal is retried too.
+func topicRetriable(err error) bool {
+	var kerr kafka.Error
+	if !errors.As(err, &kerr) {
+		return true
+	}
+	return kerr.Temporary() || kerr == kafka.InvalidReplicationFactor || kerr == kafka.BrokerNotAvailable
 }
 
 // orBrokerDefault maps an unset count to -1, which CreateTopics v4+ reads
