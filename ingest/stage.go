@@ -52,7 +52,10 @@ const (
 // across batches except what the stream itself rebuilds: the decoders'
 // header state (Zeek TSV, VPC and CICFlowMeter column layouts) and, with
 // -ingest.replay, the validator's latest flow time, both per input
-// partition. A replica that takes a partition over in the middle of a file
+// partition. The latest flow time decides outcomes, so it is committed
+// with each offset (in the commit's metadata) and restored with the
+// partition: a redelivered record is judged as it was the first time. A
+// replica that takes a partition over in the middle of a file
 // has not seen that file's header: CSV and custom-format VPC rows are then
 // dead-lettered as no_header until the next header line (Zeek TSV falls
 // back to the standard conn.log columns), so shippers of header formats
@@ -187,12 +190,19 @@ func newStage(cfg Config, log *slog.Logger, reg prometheus.Registerer, now func(
 		format := cfg.Ingest.FormatFor(n)
 		s.inputs[full[i]] = s.newInput(sources[i], format, decoders[format])
 	}
-	s.in, err = stream.NewConsumer(cfg.Config, stream.ConsumerConfig{
+	cc := stream.ConsumerConfig{
 		Group:           cfg.Ingest.Group,
 		Topics:          full,
 		MaxBatch:        cfg.Ingest.Batch.MaxRecords,
 		ShutdownTimeout: cfg.Shutdown.Timeout,
-	}, log, reg)
+	}
+	if cfg.Ingest.Replay {
+		// The reference time decides a record's outcome, so it moves
+		// with the committed offset: a redelivered record is judged
+		// against the reference it was first judged against.
+		cc.State = replayState{val}
+	}
+	s.in, err = stream.NewConsumer(cfg.Config, cc, log, reg)
 	if err != nil {
 		return nil, fmt.Errorf("ingest consumer: %w", err)
 	}
@@ -201,6 +211,18 @@ func newStage(cfg Config, log *slog.Logger, reg prometheus.Registerer, now func(
 		return nil, fmt.Errorf("ingest producer: %w", err)
 	}
 	return s, nil
+}
+
+// replayState commits each input partition's replay reference time with
+// its offset (stream.PartitionState).
+type replayState struct{ val *Validator }
+
+func (r replayState) Save(topic string, partition int) string {
+	return r.val.SaveReference(topic, partition)
+}
+
+func (r replayState) Load(topic string, partition int, saved string) {
+	r.val.LoadReference(topic, partition, saved)
 }
 
 func (s *Stage) newInput(source, format string, dec Decoder) *input {

@@ -3,6 +3,8 @@ package ingest
 import (
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -128,6 +130,44 @@ func (v *Validator) Check(flows []schemas.Flow) error {
 		v.latest[key] = latest
 	}
 	return nil
+}
+
+// refPrefix starts the committed form of a partition's replay reference
+// (see SaveReference).
+const refPrefix = "replay_ref_ns="
+
+// SaveReference returns partition's replay reference time in the form
+// LoadReference reads, "" if it has none or the Validator is not in Replay
+// mode. Ingest commits it with the partition's offset.
+func (v *Validator) SaveReference(topic string, partition int) string {
+	if !v.cfg.Replay {
+		return ""
+	}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	ref, ok := v.latest[streamKey{topic, int32(partition)}]
+	if !ok {
+		return ""
+	}
+	return refPrefix + strconv.FormatInt(ref, 10)
+}
+
+// LoadReference sets partition's replay reference time from saved, a
+// SaveReference result; "" or anything it cannot read leaves the
+// partition without one, as a partition nobody has read from is.
+func (v *Validator) LoadReference(topic string, partition int, saved string) {
+	if !v.cfg.Replay {
+		return
+	}
+	key := streamKey{topic, int32(partition)}
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	delete(v.latest, key)
+	if rest, ok := strings.CutPrefix(saved, refPrefix); ok {
+		if ref, err := strconv.ParseInt(rest, 10, 64); err == nil {
+			v.latest[key] = ref
+		}
+	}
 }
 
 func fmtNs(ns int64) string { return time.Unix(0, ns).UTC().Format(time.RFC3339Nano) }

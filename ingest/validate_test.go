@@ -94,6 +94,48 @@ func TestValidatorReplay(t *testing.T) {
 	}
 }
 
+// TestValidatorReference checks the committed form of a partition's replay
+// reference: a Validator that loads what another saved judges the next
+// flow as that one would have, and one that loads nothing, garbage or
+// another partition's accepts any age, as a fresh one does.
+func TestValidatorReference(t *testing.T) {
+	day := time.Date(2017, 7, 5, 12, 0, 0, 0, time.UTC)
+	first := mustValidator(t, true)
+	if err := first.Check([]schemas.Flow{flowAt(day, day.Add(time.Second), 0)}); err != nil {
+		t.Fatal(err)
+	}
+	saved := first.SaveReference("flows.test", 0)
+	if saved == "" {
+		t.Fatal("SaveReference after an accepted flow = \"\", want the reference")
+	}
+	if got := first.SaveReference("flows.test", 1); got != "" {
+		t.Errorf("SaveReference of an unread partition = %q, want \"\"", got)
+	}
+	old := []schemas.Flow{flowAt(day.Add(-8*24*time.Hour), day.Add(-8*24*time.Hour), 0)}
+	for _, tc := range []struct {
+		name, saved string
+		want        Reason
+	}{
+		{"saved reference", saved, ReasonTimeOutOfWindow},
+		{"nothing committed", "", ""},
+		{"garbage", "replay_ref_ns=soon", ""},
+		{"foreign metadata", "12345", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := mustValidator(t, true)
+			// A reference already held is replaced, not kept.
+			v.LoadReference("flows.test", 0, saved)
+			v.LoadReference("flows.test", 0, tc.saved)
+			checkReason(t, v.Check(old), tc.want)
+		})
+	}
+	live := mustValidator(t, false)
+	live.LoadReference("flows.test", 0, saved)
+	if got := live.SaveReference("flows.test", 0); got != "" {
+		t.Errorf("SaveReference out of replay mode = %q, want \"\"", got)
+	}
+}
+
 func errString(err error) string {
 	if err == nil {
 		return ""

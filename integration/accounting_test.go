@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -465,19 +464,12 @@ func TestAccounting(t *testing.T) {
 // days older than its partition's latest (ingest's -ingest.max-age is 7
 // days, measured in replay mode against the partition's newest flow) is
 // dead-lettered, and must not be scored when it comes back to a restarted
-// ingest that has not seen the newer flow.
-//
-// It fails today: ingest's replay-mode reference time lives in memory
-// only, so a restarted ingest (or the replica a rebalance hands the
-// partition to) accepts any age for the first record it sees on a
-// partition. See docs/reliability.md, "Known gaps". It runs when
-// METAIDS_KNOWN_BUGS is set, until ingest is fixed.
+// ingest that has not seen the newer flow. The restarted ingest has the
+// reference only from the offset commit's metadata, where ingest commits
+// it with each offset.
 func TestRedeliveryKeepsOutcome(t *testing.T) {
 	if testing.Short() {
 		t.Skip("accounting: runs the pipeline over the embedded broker")
-	}
-	if os.Getenv("METAIDS_KNOWN_BUGS") == "" {
-		t.Skip("known bug: ingest's replay reference time is not restored on redelivery (docs/reliability.md, Known gaps); set METAIDS_KNOWN_BUGS=1 to run")
 	}
 	h := newHarness(t, harnessOptions{})
 	ing := h.startIngest("ingest-1")

@@ -59,6 +59,28 @@ type ConsumerConfig struct {
 	// (a fenced commit, a handler error): the state would then hold
 	// records that the next owner is given again.
 	Revoked func(ctx context.Context, partitions map[string][]int)
+	// State, if set, is per-partition state of the stage that is committed
+	// with each offset and handed back with the partition: see
+	// PartitionState.
+	State PartitionState
+}
+
+// PartitionState is state a stage keeps per input partition that must move
+// with the partition's committed offset: a restarted member, or the one a
+// rebalance hands the partition to, must resume with the state as of the
+// offset it resumes at, not with none. The Consumer commits it in the
+// offset commit's metadata, so it is exactly as durable and as fenced as the
+// offset; Kafka bounds metadata by offset.metadata.max.bytes (4096 bytes
+// by default).
+type PartitionState interface {
+	// Save returns the state of topic/partition after the records handed
+	// out so far. The Consumer calls it when it commits their offset.
+	Save(topic string, partition int) string
+	// Load replaces the state of topic/partition with saved, the value
+	// committed with the offset the partition is assigned at ("" if none
+	// was). The Consumer calls it for every assigned partition at the
+	// start of each generation, before it hands out any of their records.
+	Load(topic string, partition int, saved string)
 }
 
 func (cc *ConsumerConfig) applyDefaults() {
@@ -107,6 +129,12 @@ type Consumer struct {
 	log    *slog.Logger
 	met    *metrics
 	dialer *kafka.Dialer
+	// client commits offsets and fetches their metadata: kafka-go's
+	// Generation.CommitOffsets carries no metadata. Its requests name the
+	// generation, so the coordinator fences them as it fences the
+	// Generation's own.
+	client *kafka.Client
+	tr     *kafka.Transport // the client's
 
 	started  atomic.Bool
 	ready    atomic.Bool
@@ -128,6 +156,10 @@ func NewConsumer(cfg Config, cc ConsumerConfig, log *slog.Logger, reg prometheus
 	if err != nil {
 		return nil, err
 	}
+	tr, err := cfg.Transport()
+	if err != nil {
+		return nil, err
+	}
 	cc.Topics = slices.Clone(cc.Topics)
 	return &Consumer{
 		cfg:    cfg,
@@ -135,6 +167,8 @@ func NewConsumer(cfg Config, cc ConsumerConfig, log *slog.Logger, reg prometheus
 		log:    orDiscard(log).With("group", cc.Group),
 		met:    newMetrics(reg),
 		dialer: d,
+		client: &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: tr, Timeout: cfg.Timeout},
+		tr:     tr,
 	}, nil
 }
 
@@ -172,6 +206,7 @@ func (c *Consumer) Run(ctx context.Context, h Handler) error {
 		return ErrRunning
 	}
 	defer c.ready.Store(false)
+	defer c.tr.CloseIdleConnections()
 
 	// drain is what the handler and the final commit run under: it
 	// survives ctx's cancellation by ShutdownTimeout, so the batch in hand
@@ -300,6 +335,17 @@ func (c *Consumer) runGeneration(ctx, drain context.Context, gen *kafka.Generati
 			assigned[topic] = append(assigned[topic], pa.ID)
 		}
 		slices.Sort(assigned[topic])
+	}
+	if c.cc.State != nil {
+		if err := c.loadState(gctx, gen, assigned); err != nil {
+			if ctx.Err() != nil {
+				return errStopping
+			}
+			if gctx.Err() != nil {
+				return errGenerationEnded
+			}
+			return err
+		}
 	}
 	c.mu.Lock()
 	c.assigned = assigned
@@ -489,23 +535,34 @@ func (c *Consumer) call(ctx context.Context, batch []kafka.Message, h Handler) (
 }
 
 // commit commits, per partition, the offset after the highest record of
-// batch. It retries failures other than fencing up to CommitRetries times.
+// batch, with the partition's State if one is set. It retries failures
+// other than fencing up to CommitRetries times.
 func (c *Consumer) commit(ctx context.Context, gen *kafka.Generation, batch []kafka.Message) error {
-	offsets := make(map[string]map[int]int64)
+	next := make(map[string]map[int]int64)
 	for _, m := range batch {
-		parts := offsets[m.Topic]
+		parts := next[m.Topic]
 		if parts == nil {
 			parts = make(map[int]int64)
-			offsets[m.Topic] = parts
+			next[m.Topic] = parts
 		}
-		if next := m.Offset + 1; next > parts[m.Partition] {
-			parts[m.Partition] = next
+		if n := m.Offset + 1; n > parts[m.Partition] {
+			parts[m.Partition] = n
+		}
+	}
+	req := &kafka.OffsetCommitRequest{GroupID: gen.GroupID, GenerationID: int(gen.ID), MemberID: gen.MemberID, Topics: make(map[string][]kafka.OffsetCommit, len(next))}
+	for topic, parts := range next {
+		for p, off := range parts {
+			oc := kafka.OffsetCommit{Partition: p, Offset: off}
+			if c.cc.State != nil {
+				oc.Metadata = c.cc.State.Save(topic, p)
+			}
+			req.Topics[topic] = append(req.Topics[topic], oc)
 		}
 	}
 	for attempt := 0; ; attempt++ {
-		err := gen.CommitOffsets(offsets)
+		err := c.commitOnce(ctx, req)
 		if err == nil {
-			for topic := range offsets {
+			for topic := range next {
 				c.met.commits.WithLabelValues(c.cc.Group, topic).Inc()
 			}
 			return nil
@@ -524,4 +581,80 @@ func (c *Consumer) commit(ctx context.Context, gen *kafka.Generation, batch []ka
 			return fmt.Errorf("commit offsets: %w (after %v)", ctx.Err(), err)
 		}
 	}
+}
+
+// commitOnce sends req and returns its failure, or the failures of its
+// partitions joined.
+func (c *Consumer) commitOnce(ctx context.Context, req *kafka.OffsetCommitRequest) error {
+	resp, err := c.client.OffsetCommit(ctx, req)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for topic, parts := range resp.Topics {
+		for _, p := range parts {
+			if p.Error != nil {
+				errs = append(errs, fmt.Errorf("%s/%d: %w", topic, p.Partition, p.Error))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// loadState hands State the metadata committed with each assigned
+// partition's offset. It retries a failed fetch up to CommitRetries times:
+// handing out records without their partition's state would judge them
+// differently from the member that handled the records before.
+func (c *Consumer) loadState(ctx context.Context, gen *kafka.Generation, assigned map[string][]int) error {
+	req := &kafka.OffsetFetchRequest{GroupID: gen.GroupID, Topics: assigned}
+	for attempt := 0; ; attempt++ {
+		saved, err := c.fetchMetadata(ctx, req)
+		if err == nil {
+			for topic, parts := range assigned {
+				for _, p := range parts {
+					c.cc.State.Load(topic, p, saved[topic][p])
+				}
+			}
+			return nil
+		}
+		if attempt >= c.cfg.Group.CommitRetries || ctx.Err() != nil {
+			return fmt.Errorf("fetch committed partition state after %d attempts: %w", attempt+1, err)
+		}
+		wait := backoff(attempt, c.cfg.RetryBackoff, c.cfg.RetryBackoffMax)
+		c.log.Warn("fetch of committed partition state failed, retrying", "attempt", attempt+1, "backoff", wait, "err", err)
+		if !sleep(ctx, wait) {
+			return fmt.Errorf("fetch committed partition state: %w (after %v)", ctx.Err(), err)
+		}
+	}
+}
+
+// fetchMetadata returns the metadata committed with each partition of req.
+func (c *Consumer) fetchMetadata(ctx context.Context, req *kafka.OffsetFetchRequest) (map[string]map[int]string, error) {
+	resp, err := c.client.OffsetFetch(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]map[int]string, len(resp.Topics))
+	if errors.Is(resp.Error, kafka.GroupIdNotFound) {
+		return out, nil // nothing committed, by anyone, yet
+	}
+	if resp.Error != nil {
+		return nil, resp.Error
+	}
+	var errs []error
+	for topic, parts := range resp.Topics {
+		m := make(map[int]string, len(parts))
+		for _, p := range parts {
+			if errors.Is(p.Error, kafka.UnknownTopicOrPartition) {
+				continue // nothing committed there yet
+			}
+			if p.Error != nil {
+				errs = append(errs, fmt.Errorf("%s/%d: %w", topic, p.Partition, p.Error))
+				continue
+			}
+			m[p.Partition] = p.Metadata
+		}
+		out[topic] = m
+	}
+	return out, errors.Join(errs...)
 }

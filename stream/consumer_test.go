@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -663,4 +664,86 @@ func sumOffsets(m map[int]int64) int64 {
 		n += o
 	}
 	return n
+}
+
+// TestStateMovesWithOffset checks ConsumerConfig.State: a member that
+// takes over a partition is handed the state committed with the offset it
+// starts at, and a fresh group's partitions start with none.
+func TestStateMovesWithOffset(t *testing.T) {
+	e := startBroker(t, EmbeddedConfig{})
+	cfg := fastConfig(e)
+	topic := topicName(t, "in")
+	createTopic(t, cfg, topic, 1)
+	p := newProducer(t, cfg, nil)
+	produceN(t, p, topic, "first", 5)
+
+	// Each member's state counts the records handled on the partition.
+	run := func(want int) *countState {
+		t.Helper()
+		st := &countState{loaded: map[int]string{}, n: map[int]int{}}
+		cc := ConsumerConfig{Group: t.Name(), Topics: []string{topic}, MaxBatch: 2, State: st}
+		r := startConsumer(t, cfg, cc, nil, st.handle)
+		eventually(t, 15*time.Second, func() error {
+			if got := st.count(0); got != want {
+				return fmt.Errorf("state counts %d records, want %d", got, want)
+			}
+			return nil
+		})
+		if err := r.stop(t); err != nil {
+			t.Fatalf("Run = %v, want nil", err)
+		}
+		return st
+	}
+	first := run(5)
+	if got, ok := first.loadedFor(0); !ok || got != "" {
+		t.Errorf("first member loaded %q (called: %v), want \"\" for a new group", got, ok)
+	}
+	produceN(t, p, topic, "second", 3)
+	second := run(8)
+	if got, _ := second.loadedFor(0); got != "5" {
+		t.Errorf("second member loaded %q, want the 5 committed with offset 5", got)
+	}
+}
+
+// countState is a PartitionState and Handler that counts the records
+// handled per partition of one topic.
+type countState struct {
+	mu     sync.Mutex
+	loaded map[int]string
+	n      map[int]int
+}
+
+func (s *countState) handle(_ context.Context, batch []kafka.Message) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range batch {
+		s.n[m.Partition]++
+	}
+	return nil
+}
+
+func (s *countState) Save(_ string, p int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strconv.Itoa(s.n[p])
+}
+
+func (s *countState) Load(_ string, p int, saved string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.loaded[p] = saved
+	s.n[p], _ = strconv.Atoi(saved) // "" is 0
+}
+
+func (s *countState) count(p int) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.n[p]
+}
+
+func (s *countState) loadedFor(p int) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.loaded[p]
+	return v, ok
 }

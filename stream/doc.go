@@ -22,9 +22,11 @@
 // rebalance has just given to another member, over that member's progress.
 // The Consumer instead uses kafka.ConsumerGroup and its Generation: one
 // partition Reader (no group) per assigned partition, starting at the
-// committed offset, and Generation.CommitOffsets, which carries the
-// generation id so that the coordinator refuses a commit from a generation
-// that is over. While a batch is being handled the Consumer holds the
+// committed offset, and offset commits that carry the generation's id and
+// member id, so that the coordinator refuses a commit from a generation
+// that is over. (They go through a kafka.Client rather than
+// Generation.CommitOffsets, which cannot carry the metadata that
+// ConsumerConfig.State commits with each offset.) While a batch is being handled the Consumer holds the
 // generation open (kafka-go does not rejoin until every function started
 // on the generation returns), so a rebalance waits for the batch in hand
 // to finish and be committed; the coordinator accepts that commit because
