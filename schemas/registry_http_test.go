@@ -2,163 +2,21 @@ package schemas
 
 import (
 	"context"
-	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"io"
+	"github.com/metaids/metaids/schemas/schematest"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 )
-
-// fakeSR implements the part of the Confluent Schema Registry REST API that
-// HTTPRegistry uses, with the registry's semantics: one id per distinct
-// schema across subjects, versions per subject, error bodies with
-// error_code, basic auth, and its content type.
-type fakeSR struct {
-	t          *testing.T
-	user, pass string
-	nextID     int32
-	failNext   atomic.Int32 // answer this many requests with 503 first
-	hang       atomic.Bool  // never answer, until the client gives up
-	compatible func(subject, old, new string) bool
-
-	mu       sync.Mutex
-	ids      map[string]int32   // schema text → id
-	texts    map[int32]string   // id → schema text
-	subjects map[string][]int32 // subject → ids, one per version
-	requests map[string]int     // "METHOD first-path-segment" → count
-}
-
-func newFakeSR(t *testing.T) *fakeSR {
-	return &fakeSR{t: t, nextID: 100, ids: map[string]int32{}, texts: map[int32]string{},
-		subjects: map[string][]int32{}, requests: map[string]int{}}
-}
-
-func (f *fakeSR) count(key string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.requests[key]
-}
-
-func srError(w http.ResponseWriter, status, code int, msg string) {
-	w.Header().Set("Content-Type", registryContentType)
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]any{"error_code": code, "message": msg})
-}
-
-// put registers text under subject as the registry would, returning its id.
-func (f *fakeSR) put(subject, text string) int32 {
-	id, ok := f.ids[text]
-	if !ok {
-		id = f.nextID
-		f.nextID += 7 // ids far from the fixed table's 1-6
-		f.ids[text], f.texts[id] = id, text
-	}
-	for _, v := range f.subjects[subject] {
-		if v == id {
-			return id
-		}
-	}
-	f.subjects[subject] = append(f.subjects[subject], id)
-	return id
-}
-
-func (f *fakeSR) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if f.hang.Load() {
-		// The server notices a client gone only once the body is read.
-		io.Copy(io.Discard, r.Body)
-		select {
-		case <-r.Context().Done():
-		case <-time.After(10 * time.Second):
-		}
-		return
-	}
-	if f.failNext.Add(-1) >= 0 {
-		srError(w, http.StatusServiceUnavailable, 50003, "Error while forwarding the request to the leader")
-		return
-	}
-	if f.user != "" {
-		u, p, ok := r.BasicAuth()
-		if !ok || u != f.user || p != f.pass {
-			srError(w, http.StatusUnauthorized, 401, "Unauthorized")
-			return
-		}
-	}
-	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.requests[r.Method+" "+parts[0]]++
-	var req struct {
-		Schema     string `json:"schema"`
-		SchemaType string `json:"schemaType"`
-	}
-	if r.Method == http.MethodPost {
-		if ct := r.Header.Get("Content-Type"); ct != registryContentType {
-			srError(w, http.StatusUnsupportedMediaType, 415, "bad content type "+ct)
-			return
-		}
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.Schema == "" || (req.SchemaType != "" && req.SchemaType != "AVRO") {
-			srError(w, http.StatusUnprocessableEntity, 42201, "Invalid schema")
-			return
-		}
-	}
-	reply := func(v any) {
-		w.Header().Set("Content-Type", registryContentType)
-		json.NewEncoder(w).Encode(v)
-	}
-	switch {
-	case r.Method == http.MethodPost && len(parts) == 3 && parts[0] == "subjects" && parts[2] == "versions":
-		subject := parts[1]
-		if vs := f.subjects[subject]; len(vs) > 0 && f.compatible != nil {
-			if old := f.texts[vs[len(vs)-1]]; old != req.Schema && !f.compatible(subject, old, req.Schema) {
-				srError(w, http.StatusConflict, 409, "Schema being registered is incompatible with an earlier schema for subject \""+subject+"\"")
-				return
-			}
-		}
-		reply(map[string]any{"id": f.put(subject, req.Schema)})
-	case r.Method == http.MethodPost && len(parts) == 2 && parts[0] == "subjects":
-		vs, ok := f.subjects[parts[1]]
-		if !ok {
-			srError(w, http.StatusNotFound, codeSubjectNotFound, "Subject '"+parts[1]+"' not found.")
-			return
-		}
-		for i, id := range vs {
-			if f.texts[id] == req.Schema {
-				reply(map[string]any{"subject": parts[1], "id": id, "version": i + 1, "schema": req.Schema})
-				return
-			}
-		}
-		srError(w, http.StatusNotFound, codeSchemaNotFound, "Schema not found")
-	case r.Method == http.MethodGet && len(parts) == 3 && parts[0] == "schemas" && parts[1] == "ids":
-		id, err := strconv.Atoi(parts[2])
-		text, ok := f.texts[int32(id)]
-		if err != nil || !ok {
-			srError(w, http.StatusNotFound, codeSchemaNotFound, "Schema "+parts[2]+" not found")
-			return
-		}
-		reply(map[string]any{"schema": text})
-	default:
-		srError(w, http.StatusNotFound, 404, "HTTP 404 Not Found")
-	}
-}
-
-func startFakeSR(t *testing.T, f *fakeSR) *httptest.Server {
-	t.Helper()
-	srv := httptest.NewServer(f)
-	t.Cleanup(srv.Close)
-	return srv
-}
 
 func srConfig(url string) RegistryConfig {
 	cfg := DefaultRegistryConfig()
@@ -168,13 +26,13 @@ func srConfig(url string) RegistryConfig {
 }
 
 func TestHTTPRegistryRegistersAndFrames(t *testing.T) {
-	fake := newFakeSR(t)
-	srv := startFakeSR(t, fake)
+	fake := schematest.NewRegistry()
+	srv := schematest.Start(t, fake)
 	reg, err := OpenRegistry(t.Context(), srConfig(srv.URL+"/"))
 	if err != nil {
 		t.Fatalf("OpenRegistry = %v", err)
 	}
-	if got := fake.count("POST subjects"); got != len(Subjects()) {
+	if got := fake.Count("POST subjects"); got != len(Subjects()) {
 		t.Errorf("registrations = %d, want %d", got, len(Subjects()))
 	}
 	c, err := NewCodecs(reg)
@@ -183,7 +41,7 @@ func TestHTTPRegistryRegistersAndFrames(t *testing.T) {
 	}
 	for _, subject := range Subjects() {
 		text, _ := Schema(subject)
-		want := fake.ids[text]
+		want := fakeID(fake, text)
 		if got, err := c.ID(subject); err != nil || got != want {
 			t.Errorf("ID(%s) = %d, %v, want the registry's %d", subject, got, err, want)
 		}
@@ -193,8 +51,8 @@ func TestHTTPRegistryRegistersAndFrames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id, _, _ := SplitFrame(b); id != fake.ids[mustSchema(t, SubjectFlow)] {
-		t.Errorf("frame id = %d, want the registry's id %d", id, fake.ids[mustSchema(t, SubjectFlow)])
+	if id, _, _ := SplitFrame(b); id != fakeID(fake, mustSchema(t, SubjectFlow)) {
+		t.Errorf("frame id = %d, want the registry's id %d", id, fakeID(fake, mustSchema(t, SubjectFlow)))
 	}
 
 	// A second process, that may only read the registry, finds the same ids
@@ -205,10 +63,10 @@ func TestHTTPRegistryRegistersAndFrames(t *testing.T) {
 	if err != nil {
 		t.Fatalf("OpenRegistry(register=false) = %v", err)
 	}
-	if got := fake.count("POST subjects"); got != 2*len(Subjects()) {
+	if got := fake.Count("POST subjects"); got != 2*len(Subjects()) {
 		t.Errorf("requests after lookup = %d, want %d (one lookup per subject)", got, 2*len(Subjects()))
 	}
-	if n := len(fake.texts); n != len(Subjects()) {
+	if n := fake.Len(); n != len(Subjects()) {
 		t.Errorf("registry holds %d schemas after a lookup-only client, want %d", n, len(Subjects()))
 	}
 	rc, err := NewCodecs(reader)
@@ -231,7 +89,7 @@ func TestHTTPRegistryRegistersAndFrames(t *testing.T) {
 	if _, err := OpenRegistry(t.Context(), srConfig(srv.URL)); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(fake.texts); n != len(Subjects()) {
+	if n := fake.Len(); n != len(Subjects()) {
 		t.Errorf("registry holds %d schemas after re-registering, want %d", n, len(Subjects()))
 	}
 }
@@ -250,11 +108,11 @@ func mustSchema(t *testing.T, subject string) string {
 // and a reformatted copy of a schema under the subject does not stand in
 // for the embedded text's own id.
 func TestHTTPRegistryForeignRegistration(t *testing.T) {
-	fake := newFakeSR(t)
-	fake.nextID = 5000
+	fake := schematest.NewRegistry()
+	fake.SetNextID(5000)
 	redoc := strings.Replace(mustSchema(t, SubjectAlert), "\n", "  \n", -1)
-	fake.put(SubjectAlert, redoc)
-	srv := startFakeSR(t, fake)
+	fake.Put(SubjectAlert, redoc)
+	srv := schematest.Start(t, fake)
 	cfg := srConfig(srv.URL)
 	cfg.Register = false
 	_, err := OpenRegistry(t.Context(), cfg)
@@ -271,17 +129,17 @@ func TestHTTPRegistryForeignRegistration(t *testing.T) {
 	if err != nil {
 		t.Fatalf("NewCodecs = %v", err)
 	}
-	if id, _ := c.ID(SubjectAlert); id == 5000 || id != fake.ids[mustSchema(t, SubjectAlert)] {
-		t.Errorf("Alert id = %d, want the id of the embedded text %d", id, fake.ids[mustSchema(t, SubjectAlert)])
+	if id, _ := c.ID(SubjectAlert); id == 5000 || id != fakeID(fake, mustSchema(t, SubjectAlert)) {
+		t.Errorf("Alert id = %d, want the id of the embedded text %d", id, fakeID(fake, mustSchema(t, SubjectAlert)))
 	}
 }
 
 func TestHTTPRegistryErrors(t *testing.T) {
 	t.Run("incompatible", func(t *testing.T) {
-		fake := newFakeSR(t)
-		fake.compatible = func(string, string, string) bool { return false }
-		fake.put(SubjectLabel, `{"type":"record","name":"Label","namespace":"io.metaids","fields":[{"name":"x","type":"long"}]}`)
-		srv := startFakeSR(t, fake)
+		fake := schematest.NewRegistry()
+		fake.Compatible = func(string, string, string) bool { return false }
+		fake.Put(SubjectLabel, `{"type":"record","name":"Label","namespace":"io.metaids","fields":[{"name":"x","type":"long"}]}`)
+		srv := schematest.Start(t, fake)
 		_, err := OpenRegistry(t.Context(), srConfig(srv.URL))
 		var re *RegistryError
 		if !errors.As(err, &re) || re.Status != http.StatusConflict || !strings.Contains(err.Error(), "register schema "+SubjectLabel) || !strings.Contains(err.Error(), "incompatible") {
@@ -289,30 +147,30 @@ func TestHTTPRegistryErrors(t *testing.T) {
 		}
 	})
 	t.Run("retries", func(t *testing.T) {
-		fake := newFakeSR(t)
-		fake.failNext.Store(3)
-		srv := startFakeSR(t, fake)
+		fake := schematest.NewRegistry()
+		fake.FailNext.Store(3)
+		srv := schematest.Start(t, fake)
 		if _, err := OpenRegistry(t.Context(), srConfig(srv.URL)); err != nil {
 			t.Fatalf("OpenRegistry after 3 answers of 503 = %v, want success on retry", err)
 		}
 	})
 	t.Run("gives up", func(t *testing.T) {
-		fake := newFakeSR(t)
-		fake.failNext.Store(1000)
-		srv := startFakeSR(t, fake)
+		fake := schematest.NewRegistry()
+		fake.FailNext.Store(1000)
+		srv := schematest.Start(t, fake)
 		_, err := OpenRegistry(t.Context(), srConfig(srv.URL))
 		var re *RegistryError
 		if !errors.As(err, &re) || re.Status != http.StatusServiceUnavailable || re.Code != 50003 {
 			t.Fatalf("OpenRegistry(always 503) = %v, want the 503 with error code 50003", err)
 		}
-		if left := fake.failNext.Load(); left != 1000-registryAttempts {
+		if left := fake.FailNext.Load(); left != 1000-registryAttempts {
 			t.Errorf("requests = %d, want %d attempts", 1000-left, registryAttempts)
 		}
 	})
 	t.Run("timeout", func(t *testing.T) {
-		fake := newFakeSR(t)
-		fake.hang.Store(true)
-		srv := startFakeSR(t, fake)
+		fake := schematest.NewRegistry()
+		fake.Hang.Store(true)
+		srv := schematest.Start(t, fake)
 		cfg := srConfig(srv.URL)
 		cfg.Timeout = 50 * time.Millisecond
 		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
@@ -352,9 +210,9 @@ func TestHTTPRegistryErrors(t *testing.T) {
 }
 
 func TestHTTPRegistryBasicAuth(t *testing.T) {
-	fake := newFakeSR(t)
-	fake.user, fake.pass = "metaids", "s3cret-pw"
-	srv := startFakeSR(t, fake)
+	fake := schematest.NewRegistry()
+	fake.User, fake.Pass = "metaids", "s3cret-pw"
+	srv := schematest.Start(t, fake)
 	dir := t.TempDir()
 	pwFile := filepath.Join(dir, "pw")
 	os.WriteFile(pwFile, []byte("s3cret-pw\n"), 0o600)
@@ -392,7 +250,7 @@ func TestHTTPRegistryBasicAuth(t *testing.T) {
 }
 
 func TestHTTPRegistryTLS(t *testing.T) {
-	fake := newFakeSR(t)
+	fake := schematest.NewRegistry()
 	srv := httptest.NewUnstartedServer(fake)
 	// Count connections rather than time the call: a certificate error
 	// must not be retried, and a clock says nothing reliable about that on
@@ -470,4 +328,9 @@ func TestRegistryConfigValidate(t *testing.T) {
 	} else if _, ok := r.(*FixedRegistry); !ok {
 		t.Errorf("OpenRegistry(no URL) = %T, want *FixedRegistry", r)
 	}
+}
+
+func fakeID(f *schematest.Registry, text string) int32 {
+	id, _ := f.ID(text)
+	return id
 }
