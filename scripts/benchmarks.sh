@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Regenerates docs/benchmarks.md: the machine, each stage's Go benchmarks,
-# the end-to-end rate and `metaids eval` on every dataset in
-# ../shared/datasets, each with the command that produced it and what it
-# printed. Run it from anywhere in the repository on an otherwise idle
-# machine; it takes about half an hour on two cores.
+# the end-to-end rate, `metaids eval` on every dataset in
+# ../shared/datasets and on the generator's sequence scenario, with the
+# per-flow baseline beside the LSTM, each with the command that produced it
+# and what it printed. Run it from anywhere in the repository on an otherwise idle
+# machine; it takes about an hour on two cores.
 #
 #   scripts/benchmarks.sh            # writes docs/benchmarks.md
 #   BENCHTIME=200ms scripts/benchmarks.sh
@@ -108,11 +109,11 @@ if [ -d "$SHARED" ]; then
   ctu="$SHARED/stratosphere-ctu50-zeek"
   luf="$SHARED/luflow"
   run "### CIC-IDS2017 (improved, sampled), two families new, K = 10, live" \
-    "$work/metaids" eval -data "$cic" -new-family "DoS Slowloris" -new-family "Web Attack - Brute Force" -shots 10 -out "$work/cic-live.json" -plots=none -log.level=error
+    "$work/metaids" eval -data "$cic" -new-family "DoS Slowloris" -new-family "Web Attack - Brute Force" -shots 10 -baseline per-flow -out "$work/cic-live.json" -plots=none -log.level=error
   run "### CIC-IDS2017, the same offline" \
     "$work/metaids" eval -data "$cic" -new-family "DoS Slowloris" -new-family "Web Attack - Brute Force" -shots 10 -offline -out "$work/cic-offline.json" -plots=none -log.level=error
   run "### Stratosphere CTU-50 (Zeek conn.log), its one family new, K = 10, live" \
-    "$work/metaids" eval -data "$ctu" -format zeek -new-family External-Attack-to-Device -shots 10 -out "$work/ctu-live.json" -plots=none -log.level=error
+    "$work/metaids" eval -data "$ctu" -format zeek -new-family External-Attack-to-Device -shots 10 -baseline per-flow -out "$work/ctu-live.json" -plots=none -log.level=error
   cat >>"$doc" <<'EOF'
 
 ## End-to-end rate
@@ -124,10 +125,38 @@ read. LUFlow has no families: `malicious` is taught as one from 10 labels.
 EOF
   run "### LUFlow, malicious new, K = 10, live, unthrottled" \
     "$work/metaids" eval -data "$luf" -new-family malicious -shots 10 -live.rate 0 -out "$work/luflow-live.json" -plots=none -log.level=error
+  run "### LUFlow, the per-host LSTM beside the per-flow baseline, offline" \
+    "$work/metaids" eval -data "$luf" -new-family malicious -shots 10 -offline -baseline per-flow -out "$work/luflow-offline.json" -plots=none -log.level=error
 else
   echo >>"$doc"
   echo "(no datasets at $SHARED: evaluation skipped)" >>"$doc"
 fi
+
+cat >>"$doc" <<'EOF'
+
+## The per-host LSTM against the per-flow baseline
+
+`-baseline per-flow` trains a second model with the same data, settings and seed whose state is reset
+before every flow (the same features, cell and heads on each flow alone), replays the same rows through it
+in the same mode and prints the two side by side: `binary_f1` at each model's deployed thresholds;
+`rec@fpr`/`known@fpr` the recall (all attack flows / the model's known families) of the starting model's
+attack score 1 − p(benign) at the threshold that 1% of the *training* data's benign validation flows
+reach, and `fpr@fpr` the benign FPR that threshold gives on the evaluated flows; `anom@fpr`/`afpr@fpr` the
+same for the anomaly score; `fs_rec@10`/`fs_fam` the new families' mean recall after their update (as any
+attack / as the family). The `model only` and `baseline only` lines count the flows one flags and the other
+does not, and the hosts they come from.
+
+The sequence scenario (`metaids generate`, see README) is attacks whose single flows are benign flow kinds:
+trained on its train part, evaluated on its test part (other hosts, other hours), each family in turn new.
+EOF
+"$work/metaids" generate --scenario sequence --part train --format zeek --out "$work/seq/train" -log.level=error
+"$work/metaids" generate --scenario sequence --part test --format zeek --out "$work/seq/test" -log.level=error
+for fam in credential_stuffing slow_beacon slow_exfiltration slow_scan; do
+  run "### Sequence scenario, $fam new, K = 10, offline" \
+    "$work/metaids" eval -train "$work/seq/train" -data "$work/seq/test" -format zeek -new-family "$fam" -shots 10 -offline -baseline per-flow -out "$work/seq-$fam.json" -plots=none -log.level=error
+done
+run "### Sequence scenario, credential_stuffing new, K = 10, live" \
+  "$work/metaids" eval -train "$work/seq/train" -data "$work/seq/test" -format zeek -new-family credential_stuffing -shots 10 -baseline per-flow -out "$work/seq-live.json" -plots=none -log.level=error
 
 mkdir -p "$(dirname "$OUT")"
 mv "$doc" "$OUT"
