@@ -189,20 +189,12 @@ func headlineOf(o *outcome, rep *Report, op opPoint, fpr float64, k int) Headlin
 // served. Rows never scored get NaN.
 func (o *outcome) startScores() []float32 {
 	out := make([]float32, len(o.rows))
-	m := o.start
-	c := m.NumClasses()
-	const chunk = 4096
-	var probs []float32
-	for lo := 0; lo < len(o.rows); lo += chunk {
-		hi := min(lo+chunk, len(o.rows))
-		probs = m.HeadProbs(probs[:0], o.emb[lo*o.d:hi*o.d])
-		for j := lo; j < hi; j++ {
-			out[j] = float32(math.NaN())
-			if o.rows[j].version != 0 {
-				out[j] = 1 - probs[(j-lo)*c]
-			}
+	o.headProbs(o.start, func(j int, probs []float32) {
+		out[j] = float32(math.NaN())
+		if o.rows[j].version != 0 {
+			out[j] = 1 - probs[0]
 		}
-	}
+	})
 	return out
 }
 

@@ -110,6 +110,19 @@ func (o *outcome) decide(m *model.Model, probs []float32, anomaly float32, befor
 // have computed; only the head differs.
 func (o *outcome) rescore(m *model.Model) []int16 {
 	out := make([]int16, len(o.rows))
+	o.headProbs(m, func(j int, probs []float32) {
+		r := &o.rows[j]
+		out[j] = predNone
+		if r.version != 0 {
+			out[j] = o.decide(m, probs, r.anomaly, r.before)
+		}
+	})
+	return out
+}
+
+// headProbs calls fn with every stored row's class probabilities under
+// m's head, in row order, a chunk of rows per head evaluation.
+func (o *outcome) headProbs(m *model.Model, fn func(j int, probs []float32)) {
 	c := m.NumClasses()
 	const chunk = 4096
 	var probs []float32
@@ -117,14 +130,9 @@ func (o *outcome) rescore(m *model.Model) []int16 {
 		hi := min(lo+chunk, len(o.rows))
 		probs = m.HeadProbs(probs[:0], o.emb[lo*o.d:hi*o.d])
 		for j := lo; j < hi; j++ {
-			r := &o.rows[j]
-			out[j] = predNone
-			if r.version != 0 {
-				out[j] = o.decide(m, probs[(j-lo)*c:(j-lo+1)*c], r.anomaly, r.before)
-			}
+			fn(j, probs[(j-lo)*c:(j-lo+1)*c])
 		}
 	}
-	return out
 }
 
 // hostBook mirrors the scorer's per-host bookkeeping (scorer/state.go and
