@@ -725,6 +725,7 @@ type childSpec struct {
 // group's lag (metaids_stream_consumer_lag summed over partitions).
 type childStats struct {
 	HeapLive  uint64             `json:"heap_live"` // marked live by the last GC
+	GCs       uint64             `json:"gcs"`       // GC cycles completed
 	HeapAlloc uint64             `json:"heap_alloc"`
 	HeapInuse uint64             `json:"heap_inuse"`
 	RSS       uint64             `json:"rss"`
@@ -806,9 +807,9 @@ func runChild(raw string) int {
 		var ms runtime.MemStats
 		runtime.ReadMemStats(&ms)
 		rss, peak := procRSS()
-		live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		live := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/cycles/total:gc-cycles"}}
 		metrics.Read(live)
-		s := childStats{HeapLive: live[0].Value.Uint64(), HeapAlloc: ms.HeapAlloc, HeapInuse: ms.HeapInuse, RSS: rss, PeakRSS: peak, Lag: map[string]float64{}, Ready: true}
+		s := childStats{HeapLive: live[0].Value.Uint64(), GCs: live[1].Value.Uint64(), HeapAlloc: ms.HeapAlloc, HeapInuse: ms.HeapInuse, RSS: rss, PeakRSS: peak, Lag: map[string]float64{}, Ready: true}
 		for _, reg := range regs {
 			for g, v := range lagByGroup(reg) {
 				s.Lag[g] += v
@@ -912,6 +913,7 @@ type child struct {
 	mu      sync.Mutex
 	last    childStats
 	peak    childStats // each field's maximum over the reports
+	live    []uint64   // HeapLive after each GC cycle the reports saw
 	reports int
 	err     error // from Wait
 	killed  bool
@@ -977,6 +979,9 @@ func (h *harness) startChild(name string, spec childSpec) *child {
 func (c *child) observe(s childStats) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if s.GCs != c.last.GCs {
+		c.live = append(c.live, s.HeapLive)
+	}
 	c.last = s
 	c.reports++
 	c.peak.HeapLive = max(c.peak.HeapLive, s.HeapLive)
@@ -1001,11 +1006,20 @@ func (c *child) stats() (last, peak childStats) {
 	return c.last, peak
 }
 
+// liveHeaps returns the live heap after each GC cycle since the window
+// began, in order.
+func (c *child) liveHeaps() []uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.live)
+}
+
 // resetPeaks starts a new measurement window.
 func (c *child) resetPeaks() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.peak = childStats{Lag: map[string]float64{}}
+	c.live = nil
 }
 
 // kill sends SIGKILL: the stages get no chance to finish, commit or leave.
@@ -1022,43 +1036,75 @@ func (c *child) kill(t *testing.T) {
 
 // throttle emulates a CPU limit on the child, as a container's CFS quota
 // does: in every period the child runs for share of it and is stopped
-// (SIGSTOP) for the rest. The returned function lifts the limit.
-func (c *child) throttle(share float64, period time.Duration) (lift func()) {
+// (SIGSTOP) for the rest. Lift the limit with lift.
+func (c *child) throttle(share float64, period time.Duration) *throttle {
+	th := &throttle{stop: make(chan struct{}), done: make(chan struct{}), holds: make(chan chan struct{}), resumes: make(chan struct{})}
 	run := time.Duration(share * float64(period))
-	stop := make(chan struct{})
-	done := make(chan struct{})
 	go func() {
-		defer close(done)
+		defer close(th.done)
 		p := c.cmd.Process
 		defer p.Signal(syscall.SIGCONT)
 		t := time.NewTimer(run)
 		defer t.Stop()
+		running := true
 		for {
-			select { // runs for run
-			case <-stop:
+			select {
+			case <-th.stop:
 				return
 			case <-c.done:
 				return
+			case ack := <-th.holds:
+				p.Signal(syscall.SIGSTOP)
+				close(ack)
+				select {
+				case <-th.resumes:
+				case <-th.stop:
+					return
+				case <-c.done:
+					return
+				}
+				p.Signal(syscall.SIGCONT)
+				running = true
+				t.Reset(run)
 			case <-t.C:
+				if running {
+					p.Signal(syscall.SIGSTOP)
+					t.Reset(period - run)
+				} else {
+					p.Signal(syscall.SIGCONT)
+					t.Reset(run)
+				}
+				running = !running
 			}
-			p.Signal(syscall.SIGSTOP)
-			t.Reset(period - run)
-			select { // stopped for the rest of the period
-			case <-stop:
-				return
-			case <-c.done:
-				return
-			case <-t.C:
-			}
-			p.Signal(syscall.SIGCONT)
-			t.Reset(run)
 		}
 	}()
-	var once sync.Once
-	return func() {
-		once.Do(func() { close(stop) })
-		<-done
-	}
+	return th
+}
+
+// throttle is a child's CPU limit.
+type throttle struct {
+	stop, done chan struct{}
+	holds      chan chan struct{}
+	resumes    chan struct{}
+	once       sync.Once
+}
+
+// hold stops the child until resume: time the child does not see pass,
+// such as the time a test takes to produce what the child should see
+// arrive at once.
+func (th *throttle) hold() {
+	ack := make(chan struct{})
+	th.holds <- ack
+	<-ack
+}
+
+// resume lets the child run under its limit again after hold.
+func (th *throttle) resume() { th.resumes <- struct{}{} }
+
+// lift removes the limit and lets the child run freely.
+func (th *throttle) lift() {
+	th.once.Do(func() { close(th.stop) })
+	<-th.done
 }
 
 // stop sends SIGTERM and waits for the stages to drain and the process to
