@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -497,19 +498,36 @@ func TestStageSharedRegistry(t *testing.T) {
 }
 
 // TestStageWaitsForBroker starts ingest before its broker, on a loopback
-// port where nothing listens yet: it retries creating its output topics,
+// port where no broker answers yet: it retries creating its output topics,
 // logging each attempt, instead of failing, and once the broker is up it
 // creates them and ingests.
 func TestStageWaitsForBroker(t *testing.T) {
 	if testing.Short() {
 		t.Skip("e2e: starts a broker and the stage")
 	}
+	// Held until the broker starts, so that no other test's broker takes
+	// the port; connections to it are closed at once.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := l.Addr().String()
-	l.Close()
+	accepting := make(chan struct{})
+	go func() {
+		defer close(accepting)
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
+	release := sync.OnceFunc(func() {
+		l.Close()
+		<-accepting
+	})
+	defer release()
 
 	cfg := DefaultConfig()
 	cfg.Config = testKafkaAt(addr)
@@ -545,6 +563,7 @@ func TestStageWaitsForBroker(t *testing.T) {
 		return nil
 	})
 
+	release()
 	e, err := stream.StartEmbedded(stream.EmbeddedConfig{Addr: addr, Partitions: 4, SeedTopics: []string{"flows.goflow2"}})
 	if err != nil {
 		t.Fatal(err)

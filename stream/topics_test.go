@@ -14,11 +14,11 @@ import (
 )
 
 // TestEnsureTopicsRetryWaitsForBroker starts EnsureTopicsRetry against a
-// loopback port where no broker listens yet, then starts one there: the
+// loopback port where no broker answers yet, then starts one there: the
 // topics are created once it is up, and every failed attempt was logged,
 // with backoffs that double up to the cap.
 func TestEnsureTopicsRetryWaitsForBroker(t *testing.T) {
-	addr := freeLoopbackAddr(t)
+	addr, release := downBroker(t)
 	cfg := DefaultConfig()
 	cfg.Brokers = []string{addr}
 	cfg.Timeout = time.Second
@@ -40,6 +40,7 @@ func TestEnsureTopicsRetryWaitsForBroker(t *testing.T) {
 		}
 		return nil
 	})
+	release()
 	e := startBroker(t, EmbeddedConfig{Addr: addr})
 	select {
 	case err := <-done:
@@ -79,7 +80,8 @@ func TestEnsureTopicsRetryWaitsForBroker(t *testing.T) {
 func TestEnsureTopicsRetryStops(t *testing.T) {
 	t.Run("cancelled", func(t *testing.T) {
 		cfg := DefaultConfig()
-		cfg.Brokers = []string{freeLoopbackAddr(t)}
+		addr, _ := downBroker(t)
+		cfg.Brokers = []string{addr}
 		cfg.RetryBackoff = 10 * time.Millisecond
 		cfg.RetryBackoffMax = 40 * time.Millisecond
 		rec := &recordingHandler{}
@@ -115,17 +117,37 @@ func TestEnsureTopicsRetryStops(t *testing.T) {
 	})
 }
 
-// freeLoopbackAddr returns a loopback address where nothing listens: a
-// port the kernel handed out and the test gave back.
-func freeLoopbackAddr(t *testing.T) string {
+// downBroker holds a loopback port where no broker answers: it accepts
+// connections and closes them at once, as a host whose broker process is
+// starting does. Holding the port, rather than handing back a free one,
+// keeps another test's broker from taking it meanwhile. release frees it
+// for the broker the test then starts there.
+func downBroker(t *testing.T) (addr string, release func()) {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conn.Close()
+		}
+	}()
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			l.Close()
+			<-done
+		})
+	}
+	t.Cleanup(release)
+	return l.Addr().String(), release
 }
 
 // recordingHandler keeps the Warn records logged through it.
