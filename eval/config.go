@@ -49,8 +49,10 @@ type Config struct {
 	Train []string `yaml:"train" help:"dataset files, directories or globs to train on (repeatable); default: the earliest rows of -data"`
 	// NewFamilies are the attack families the model must not know: left
 	// out of training, and taught by K labels during the replay. Names
-	// are as the dataset writes them ("DoS Slowloris"). Required.
-	NewFamilies []string `yaml:"new-family" help:"attack families held out of training and taught by labels during the replay (repeatable)"`
+	// are as the dataset writes them ("DoS Slowloris"). Default none: the
+	// run measures detection of the known families only, with no labels
+	// and no update.
+	NewFamilies []string `yaml:"new-family" help:"attack families held out of training and taught by labels during the replay (repeatable; none: detection only, no labels)"`
 	// Shots is K, the labelled flows per new family. Default 10.
 	Shots int `yaml:"shots" help:"labelled flows per new family (K)"`
 	// Seed seeds training; it replaces -trainer.seed. Default 1.
@@ -183,9 +185,6 @@ func (c Config) Validate() error {
 	}
 	if !(c.FixedFPR > 0 && c.FixedFPR < 0.5) {
 		bad("-fixed-fpr: must be in (0, 0.5), got %g", c.FixedFPR)
-	}
-	if len(c.NewFamilies) == 0 {
-		bad("-new-family: name at least one attack family to hold out and teach by labels")
 	}
 	seen := map[string]bool{}
 	for _, f := range c.NewFamilies {

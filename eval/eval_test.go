@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +25,7 @@ func TestEvalConfigValidate(t *testing.T) {
 	}{
 		{"defaults with data and a family", ok, nil},
 		{"no data", func(c *Config) { c.Data = nil }, []string{"-data:"}},
-		{"no family", func(c *Config) { c.NewFamilies = nil }, []string{"-new-family:"}},
+		{"no family: detection only", func(c *Config) { c.NewFamilies = nil }, nil},
 		{"benign family", func(c *Config) { c.NewFamilies = []string{"BENIGN"} }, []string{"-new-family: \"BENIGN\" is benign"}},
 		{"family twice", func(c *Config) { c.NewFamilies = []string{"a", "a"} }, []string{"given twice"}},
 		{"unusable family", func(c *Config) { c.NewFamilies = []string{" - "} }, []string{"not a family name"}},
@@ -391,5 +392,39 @@ func TestEvalLoadChecksFormat(t *testing.T) {
 	}
 	if _, _, _, err := load([]string{path}, FormatCIC, dataset.DefaultConfig()); err == nil || !strings.Contains(err.Error(), "zeek, not cic") {
 		t.Errorf("load(zeek log, cic) = %v, want a format error", err)
+	}
+}
+
+// TestEvalDetectionOnly checks a run without -new-family: no labels, no
+// update, and every flow still counted, a family the model does not know
+// included.
+func TestEvalDetectionOnly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("trains a model")
+	}
+	path, data := testModel(t)
+	cfg := testConfig(data)
+	cfg.Model = path
+	cfg.NewFamilies = nil
+	rep, err := Run(t.Context(), cfg, testLog(t))
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if len(rep.Adaptations) != 0 || len(rep.NewFamilies) != 0 || rep.ModelVersionEnd != rep.ModelVersionStart {
+		t.Errorf("adaptations %d, new families %v, versions %d -> %d: want none and no update",
+			len(rep.Adaptations), rep.NewFamilies, rep.ModelVersionStart, rep.ModelVersionEnd)
+	}
+	n := 0
+	for _, c := range rep.PerClass {
+		n += c.Support
+	}
+	if n != rep.Flows || rep.Flows == 0 {
+		t.Errorf("per-class support sums to %d, want every flow (%d)", n, rep.Flows)
+	}
+	if !slices.ContainsFunc(rep.Notes, func(s string) bool { return strings.Contains(s, testFamily) }) {
+		t.Errorf("notes %q: want one saying %s counts in binary only", rep.Notes, testFamily)
+	}
+	if !(rep.Binary.F1 > 0.5) {
+		t.Errorf("binary.f1 = %.3f, want the known families detected", float64(rep.Binary.F1))
 	}
 }

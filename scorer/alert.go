@@ -87,10 +87,10 @@ func (s *Stage) detect(sv *served, p *partition, v *features.View, sp *stepper, 
 	thr, athr := m.Thresholds, m.AnomalyThreshold
 	warmup := uint32(s.set.Alerts.AnomalyWarmup)
 	for r := range v.Len() {
-		k, pk := topAttack(sp.probsOf(r))
-		// A threshold of 0 would alert on every flow: it means the class
-		// (or the anomaly score) has not been calibrated, not "always".
-		classPass := k > 0 && thr[k] > 0 && pk >= thr[k]
+		// The rule training calibrated and the adapter's gate measured;
+		// an uncalibrated class (threshold 0) never alerts.
+		k, pk := model.AlertClass(sp.probsOf(r), thr, 0)
+		classPass := k > 0
 		an := sp.anomaly[r]
 		anomPass := athr > 0 && an >= athr && sp.before[r] >= warmup
 		if !classPass && !anomPass {
@@ -169,21 +169,6 @@ func (s *Stage) detect(sv *served, p *partition, v *features.View, sp *stepper, 
 			s.trackEpisode(p, oa, t, v.FlowID(r), m.Version, em)
 		}
 	}
-}
-
-// topAttack returns the most probable class other than benign (index 0) and
-// its probability, or −1 when the model knows no attack class.
-func topAttack(probs []float32) (int, float32) {
-	k, best := -1, float32(math.Inf(-1))
-	for j := 1; j < len(probs); j++ {
-		if probs[j] > best {
-			k, best = j, probs[j]
-		}
-	}
-	if k < 0 {
-		return -1, 0
-	}
-	return k, best
 }
 
 // severity grades one alerting flow: a confident class is high, a class

@@ -226,9 +226,17 @@ func (s *Stage) checkpointDue(em *emitter, now time.Time, force bool) {
 	if !s.checkpointsOn() {
 		return
 	}
-	for _, id := range slices.Sorted(maps.Keys(s.parts)) {
+	s.checkpointParts(em, slices.Sorted(maps.Keys(s.parts)), now, force)
+}
+
+// checkpointParts writes a round for each partition of ids this replica
+// holds whose interval has passed since its last round, or for every one
+// when force is set (a revocation, a stop): one loop, so the due, idle and
+// revoked rounds cannot drift apart in which partitions they skip.
+func (s *Stage) checkpointParts(em *emitter, ids []int, now time.Time, force bool) {
+	for _, id := range ids {
 		p := s.parts[id]
-		if !p.ckpt || p.next < 0 || (!force && now.Sub(p.ckptAt) < s.set.State.CheckpointInterval) {
+		if p == nil || !p.ckpt || p.next < 0 || (!force && now.Sub(p.ckptAt) < s.set.State.CheckpointInterval) {
 			continue
 		}
 		s.checkpoint(p, em)
@@ -297,15 +305,7 @@ func (s *Stage) checkpointIdle(ctx context.Context) {
 	defer s.mu.Unlock()
 	em := &s.em
 	em.reset()
-	now := s.now()
-	for _, id := range held {
-		p := s.parts[id]
-		if p == nil || !p.ckpt || p.next < 0 || now.Sub(p.ckptAt) < s.set.State.CheckpointInterval {
-			continue
-		}
-		s.checkpoint(p, em)
-		p.ckptAt = now
-	}
+	s.checkpointParts(em, held, s.now(), false)
 	if len(em.msgs) == 0 {
 		return
 	}
@@ -604,15 +604,7 @@ func (s *Stage) revoked(ctx context.Context, parts map[string][]int) {
 	defer s.mu.Unlock()
 	em := &s.em
 	em.reset()
-	now := s.now()
-	for _, id := range held {
-		p := s.parts[id]
-		if p == nil || !p.ckpt || p.next < 0 {
-			continue
-		}
-		s.checkpoint(p, em)
-		p.ckptAt = now
-	}
+	s.checkpointParts(em, held, s.now(), true)
 	if len(em.msgs) == 0 {
 		return
 	}
