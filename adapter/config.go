@@ -115,7 +115,9 @@ type GateConfig struct {
 	// Default 0.05.
 	RecallTolerance float64 `yaml:"recall-tolerance"`
 	// FPRTolerance is the most the benign false-positive rate on the
-	// held-back data may rise (-adapter.gate.fpr-tolerance). Default 0.02.
+	// held-back data (the model's gate set included) may rise
+	// (-adapter.gate.fpr-tolerance): a candidate is rejected when the rise
+	// exceeds it with 90% confidence. Default 0.02.
 	FPRTolerance float64 `yaml:"fpr-tolerance"`
 	// MinAgreement is the least share of each class's held-back new labels
 	// the candidate must reproduce. Labels it cannot learn contradict the

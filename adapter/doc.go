@@ -26,9 +26,11 @@
 // pull those flows' class scores down like any other label. The gate then
 // compares the candidate with the model in service on data held back from
 // fitting (-adapter.gate.holdout of the new labels and of each class's
-// exemplars) and publishes only if no known class loses more recall than
-// -adapter.gate.recall-tolerance, the benign false-positive rate rises by
-// no more than -adapter.gate.fpr-tolerance, and the candidate reproduces
+// exemplars, and the model's gate set: benign validation flows that train
+// stored and no head was fitted on) and publishes only if no known class
+// loses more recall than -adapter.gate.recall-tolerance, the held-back
+// benign flows do not show with 90% confidence a rise of the false-positive
+// rate beyond -adapter.gate.fpr-tolerance, and the candidate reproduces
 // at least -adapter.gate.min-agreement of each class's held-back labels.
 // A rejected candidate is logged with the gate's numbers, counted, and
 // dropped with its labels.

@@ -147,6 +147,15 @@ func fitHead(cur *model.Model, samples []sample, p fitParams, rng *rand.Rand) (*
 		hold = append(hold, holdEx[k]...)
 		hold = append(hold, holdLabels[k]...)
 	}
+	// The model's gate set: benign flows no head was fitted on, so that
+	// the false-positive check rests on hundreds of flows, not on the
+	// 16 held-back benign exemplars.
+	if g := cur.GateBenign; len(g) > 0 && len(g)%d == 0 {
+		for i := 0; i < len(g); i += d {
+			hold = append(hold, row{benign, g[i : i+d : i+d], false})
+		}
+		rep.GateBenign = len(g) / d
+	}
 	var (
 		cand      *model.Model
 		best      = math.Inf(-1)

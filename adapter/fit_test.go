@@ -2,6 +2,7 @@ package adapter
 
 import (
 	"errors"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -201,6 +202,87 @@ func TestFitHeadExemplarBudget(t *testing.T) {
 	for k, n := range count {
 		if n != 5 {
 			t.Errorf("class %s keeps %d exemplars, want 5 within the budget", cand.Classes()[k], n)
+		}
+	}
+}
+
+// TestFitHeadGateSet checks that the model's gate set joins the held-back
+// benign flows: a "new family" whose labels are ordinary benign flows
+// alerts on benign traffic, and the gate must see it.
+func TestFitHeadGateSet(t *testing.T) {
+	w := newWorld(11)
+	base := baseModel(t, w, 64)
+	for _, e := range w.sample("benign", 300) {
+		base.GateBenign = append(base.GateBenign, e...)
+	}
+	_, rep, err := fitHead(base, samples("ransomware", w.sample("benign", 10)), testParams(), rand.New(rand.NewPCG(5, 6)))
+	if err != nil {
+		t.Fatalf("fitHead: %v", err)
+	}
+	if rep.GateBenign != 300 || rep.BenignN != 300+rep.HoldExemplars/len(knownFamilies) {
+		t.Errorf("held-back benign %d, of which gate set %d; want 300 from the gate set and the benign share of %d held-back exemplars",
+			rep.BenignN, rep.GateBenign, rep.HoldExemplars)
+	}
+	if rep.Accepted || !strings.Contains(rep.Reason, "benign false-positive rate rose") {
+		t.Errorf("accepted = %v (%s; %v), want a rejection for the false-positive rate", rep.Accepted, rep.Reason, rep.logAttrs())
+	}
+	if g := rep.numbers(testParams())[gateGateBenign]; g != 300 {
+		t.Errorf("update's gate numbers: %s = %g, want 300", gateGateBenign, g)
+	}
+}
+
+// TestGateFPRConfidence checks the false-positive check on a gate set's
+// worth of benign flows (272): it rejects a rise it is 90% sure exceeds
+// the tolerance (0.02), and gives a rise near the tolerance the benefit of
+// the doubt instead of tossing a coin.
+func TestGateFPRConfidence(t *testing.T) {
+	w := newWorld(3)
+	cur := baseModel(t, w, 8)
+	benign, _ := cur.ClassIndex("benign")
+	scan, _ := cur.ClassIndex("portscan")
+	// cur never alerts on portscan (a threshold no probability reaches);
+	// cand has its calibrated threshold back, so benign rows that look
+	// like scans are false positives of cand only.
+	cand := cur.Clone()
+	cur.Thresholds[scan] = 2
+	const n = 272
+	for _, tc := range []struct {
+		extra  int
+		accept bool
+	}{{0, true}, {3, true}, {8, true}, {12, false}, {30, false}} {
+		var hold []row
+		for _, e := range w.sample("benign", n-tc.extra) {
+			hold = append(hold, row{benign, e, false})
+		}
+		for _, e := range w.sample("portscan", tc.extra) {
+			hold = append(hold, row{benign, e, false})
+		}
+		var rep gateReport
+		rep.gate(cur, cand, hold, benign, cur.NumClasses(), nil, testParams())
+		if got := int(rep.FPRAfter*n + 0.5); got != tc.extra || rep.FPRBefore != 0 {
+			t.Fatalf("%d scan-like benign rows: FPR %.3f -> %.3f, want 0 -> %d of %d (the test's premise)", tc.extra, rep.FPRBefore, rep.FPRAfter, tc.extra, n)
+		}
+		if rep.Accepted != tc.accept {
+			t.Errorf("%d more false positives of %d (lower bound %.4f): accepted = %v (%s), want %v", tc.extra, n, rep.FPRRiseLow, rep.Accepted, rep.Reason, tc.accept)
+		}
+		if !rep.Accepted && !strings.Contains(rep.Reason, "benign false-positive rate rose") {
+			t.Errorf("rejection reason %q, want the false-positive rate", rep.Reason)
+		}
+	}
+}
+
+func TestFPRRiseLow(t *testing.T) {
+	for _, tc := range []struct {
+		fpB, fpA, flips, n int
+		want               float64
+	}{
+		{0, 0, 0, 0, 0},
+		{0, 0, 0, 16, 0},
+		{2, 2, 4, 100, -1.2816 * math.Sqrt(0.04/100)}, // as many fixed as new: no rise
+		{0, 12, 12, 272, 12.0/272 - 1.2816*math.Sqrt((12.0/272-(12.0/272)*(12.0/272))/272)},
+	} {
+		if got := fprRiseLow(tc.fpB, tc.fpA, tc.flips, tc.n); math.Abs(got-tc.want) > 1e-12 {
+			t.Errorf("fprRiseLow(%d, %d, %d, %d) = %.6f, want %.6f", tc.fpB, tc.fpA, tc.flips, tc.n, got, tc.want)
 		}
 	}
 }

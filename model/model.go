@@ -98,6 +98,14 @@ type Model struct {
 	// Exemplars are stored embeddings of labelled flows, replayed by the
 	// adapter so fine-tuning does not forget known classes.
 	Exemplars []schemas.Exemplar
+	// GateBenign are embeddings of benign flows the head was never fitted
+	// on (training's validation split), EmbeddingDim values per flow, one
+	// after another. The adapter's gate measures a candidate's benign
+	// false-positive rate on them as well as on its held-back exemplars:
+	// those are a quarter of 64, too few to resolve a tolerance of 0.02.
+	// The head never trains on them, so they stay unbiased through any
+	// number of updates; a new encoder brings its own. Optional.
+	GateBenign []float32
 	// P are the weights. Code that writes to them other than through this
 	// package must call WeightsChanged afterwards.
 	P Params
@@ -308,6 +316,7 @@ func (m *Model) Clone() *Model {
 	copy(c.std, m.std)
 	copy(c.invStd, m.invStd)
 	c.Exemplars = cloneExemplars(m.Exemplars)
+	c.GateBenign = slices.Clone(m.GateBenign)
 	dst, src := c.P.slots(), m.P.slots()
 	for i := range dst {
 		copy(*dst[i], *src[i])

@@ -42,10 +42,47 @@ func (m *Model) Update(kind schemas.UpdateKind) (*schemas.ModelUpdate, error) {
 	for _, t := range tensors {
 		u.Tensors = append(u.Tensors, schemas.Tensor{Name: t.Name, Rows: int32(t.Rows), Cols: int32(t.Cols), Data: slices.Clone(t.Data)})
 	}
+	if d := m.EmbeddingDim(); kind == schemas.UpdateFull && len(m.GateBenign) > 0 {
+		u.Tensors = append(u.Tensors, schemas.Tensor{Name: TensorGateBenign, Rows: int32(len(m.GateBenign) / d), Cols: int32(d), Data: slices.Clone(m.GateBenign)})
+	}
 	if kind == schemas.UpdateFull && m.perFlow {
 		u.Tensors = append(u.Tensors, schemas.Tensor{Name: TensorPerFlow, Rows: 1, Cols: 1, Data: []float32{1}})
 	}
 	return u, nil
+}
+
+// TensorGateBenign carries Model.GateBenign in a full update, one row per
+// flow, absent when there are none. Like TensorPerFlow it is a tensor so
+// that the record's schema stays as it is. Head updates do not carry it:
+// the set belongs to the encoder, which they keep.
+const TensorGateBenign = "gate.benign"
+
+// MaxGateBenign bounds the rows of TensorGateBenign a model may carry, so
+// a hostile update cannot make every adapter hold gigabytes.
+const MaxGateBenign = 4096
+
+// takeGateBenign removes the gate set from tensors and returns it, checked
+// against the embedding width d.
+func takeGateBenign(tensors []schemas.Tensor, d int) ([]schemas.Tensor, []float32, error) {
+	i := slices.IndexFunc(tensors, func(t schemas.Tensor) bool { return t.Name == TensorGateBenign })
+	if i < 0 {
+		return tensors, nil, nil
+	}
+	t := tensors[i]
+	if t.Rows < 1 || t.Rows > MaxGateBenign || int(t.Cols) != d || len(t.Data) != int(t.Rows)*d {
+		return nil, nil, fmt.Errorf("model update: tensor %q: %w: %d×%d with %d values, want 1 to %d rows of %d",
+			TensorGateBenign, ErrShape, t.Rows, t.Cols, len(t.Data), MaxGateBenign, d)
+	}
+	for j, v := range t.Data {
+		if !finite32(v) {
+			return nil, nil, fmt.Errorf("model update: tensor %q: %w at row %d, column %d", TensorGateBenign, ErrNonFinite, j/d, j%d)
+		}
+	}
+	rest := slices.Delete(slices.Clone(tensors), i, i+1)
+	if slices.ContainsFunc(rest, func(t schemas.Tensor) bool { return t.Name == TensorGateBenign }) {
+		return nil, nil, fmt.Errorf("model update: tensor %q: %w: appears twice", TensorGateBenign, ErrInvalid)
+	}
+	return rest, slices.Clone(t.Data), nil
 }
 
 // TensorPerFlow marks a per-flow model (Config.PerFlow) in a full update: a
@@ -117,6 +154,9 @@ func FromUpdate(u *schemas.ModelUpdate, specHash string) (*Model, error) {
 		return nil, err
 	}
 	m.perFlow = perFlow
+	if tensors, m.GateBenign, err = takeGateBenign(tensors, m.EmbeddingDim()); err != nil {
+		return nil, err
+	}
 	if err := fillTensors(m.Tensors(), tensors); err != nil {
 		return nil, err
 	}

@@ -37,6 +37,7 @@ func newTrainedLike(t testing.TB) *Model {
 	m.Thresholds = []float32{0, 0.8, 0.65}
 	m.AnomalyThreshold = 2.5
 	m.Exemplars = []schemas.Exemplar{{Class: 1, Embedding: randSlice(rng, m.EmbeddingDim(), 1)}}
+	m.GateBenign = randSlice(rng, 3*m.EmbeddingDim(), 1)
 	return m
 }
 
@@ -92,6 +93,7 @@ func TestSaveLoadBitIdentical(t *testing.T) {
 	}
 	sameBits(t, "thresholds", got.Thresholds, m.Thresholds)
 	sameBits(t, "exemplar", got.Exemplars[0].Embedding, m.Exemplars[0].Embedding)
+	sameBits(t, "gate benign", got.GateBenign, m.GateBenign)
 	gm, gs := got.Norm()
 	mm, ms := m.Norm()
 	sameBits(t, "norm mean", gm, mm)
@@ -127,6 +129,8 @@ func TestHeadUpdate(t *testing.T) {
 		t.Fatalf("ApplyHead: %d classes, version %d (base now %d classes), want 4, 8 (and 3)", got.NumClasses(), got.Version, base.NumClasses())
 	}
 	sameBits(t, "step outputs", stepOutputs(got), stepOutputs(tuned))
+	// The gate set belongs to the encoder, which a head update keeps.
+	sameBits(t, "gate benign", got.GateBenign, base.GateBenign)
 }
 
 func TestUpdateRejected(t *testing.T) {
@@ -153,6 +157,10 @@ func TestUpdateRejected(t *testing.T) {
 		{"exemplar class", func(u *schemas.ModelUpdate) { u.Exemplars[0].Class = 9 }, "", ErrInvalid, "exemplar 0"},
 		{"kind", func(u *schemas.ModelUpdate) { u.Kind = schemas.UpdateHead }, "", ErrInvalid, "kind"},
 		{"dimensions", func(u *schemas.ModelUpdate) { u.Hidden = 1 << 20 }, "", ErrShape, "hidden"},
+		{"gate set width", func(u *schemas.ModelUpdate) { gateOf(u).Cols-- }, "", ErrShape, TensorGateBenign},
+		{"gate set rows", func(u *schemas.ModelUpdate) { gateOf(u).Rows = MaxGateBenign + 1 }, "", ErrShape, TensorGateBenign},
+		{"gate set NaN", func(u *schemas.ModelUpdate) { gateOf(u).Data[4] = float32(math.NaN()) }, "", ErrNonFinite, TensorGateBenign},
+		{"gate set twice", func(u *schemas.ModelUpdate) { u.Tensors = append(u.Tensors, *gateOf(u)) }, "", ErrInvalid, TensorGateBenign},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -167,6 +175,16 @@ func TestUpdateRejected(t *testing.T) {
 			}
 		})
 	}
+}
+
+// gateOf returns u's gate set tensor.
+func gateOf(u *schemas.ModelUpdate) *schemas.Tensor {
+	for i := range u.Tensors {
+		if u.Tensors[i].Name == TensorGateBenign {
+			return &u.Tensors[i]
+		}
+	}
+	panic("no gate set in the update")
 }
 
 func TestApplyHeadRejected(t *testing.T) {

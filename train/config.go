@@ -3,6 +3,8 @@ package train
 import (
 	"errors"
 	"fmt"
+
+	"github.com/metaids/metaids/model"
 )
 
 // Config holds the trainer's hyper-parameters. Every run is seeded: the same
@@ -75,6 +77,11 @@ type Config struct {
 	// Exemplars is how many embeddings per class the model stores for the
 	// adapter to replay. Default 64.
 	Exemplars int `yaml:"exemplars" help:"stored embeddings per class, replayed by the adapter"`
+	// GateBenign is how many benign validation flows' embeddings the model
+	// carries for the adapter's gate (model.Model.GateBenign): the gate
+	// measures a candidate's false-positive rate on them, flows the head
+	// never trained on. 0 stores none. Default 256.
+	GateBenign int `yaml:"gate-benign" help:"benign validation embeddings the model carries for the adapter's false-positive check"`
 	// PredictAttacks makes known-attack flows targets of the next-flow
 	// predictor too. Off by default: they are still its context, but a
 	// predictor trained to anticipate known attacks makes them look normal
@@ -150,7 +157,7 @@ func DefaultConfig() Config {
 		Weights:   Weights{Predict: 1, Classify: 1, Meta: 0.5, Adversarial: 0.5},
 		Meta:      Meta{Ways: 5, Shots: 5, Queries: 8},
 		Adv:       Adv{Epsilon: 0.3, Steps: 1, EvalSteps: 10},
-		TargetFPR: 0.01, AnomalyFPR: 0.002, Exemplars: 64, PredictL2: 1,
+		TargetFPR: 0.01, AnomalyFPR: 0.002, Exemplars: 64, GateBenign: 256, PredictL2: 1,
 	}
 }
 
@@ -193,5 +200,6 @@ func (c Config) Validate() error {
 	bad("predict-l2", c.PredictL2 >= 0 && c.PredictL2 <= 1000, "between 0 and 1000", c.PredictL2)
 	bad("target-fpr", c.TargetFPR > 0 && c.TargetFPR < 0.5, "in (0, 0.5)", c.TargetFPR)
 	bad("exemplars", c.Exemplars >= 0 && c.Exemplars <= 10000, "between 0 and 10000", c.Exemplars)
+	bad("gate-benign", c.GateBenign >= 0 && c.GateBenign <= model.MaxGateBenign, fmt.Sprintf("between 0 and %d", model.MaxGateBenign), c.GateBenign)
 	return errors.Join(errs...)
 }

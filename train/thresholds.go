@@ -2,6 +2,7 @@ package train
 
 import (
 	"math"
+	"math/rand/v2"
 	"slices"
 	"sort"
 
@@ -10,8 +11,9 @@ import (
 )
 
 // finish sets the thresholds from the validation split and stores
-// exemplars of the training split, both from one pass of the deployed path
-// over the streams validation may see.
+// exemplars of the training split and the gate's benign set of the
+// validation split, all from one pass of the deployed path over the
+// streams validation may see.
 func (tr *trainer) finish() error {
 	d, m := tr.d, tr.m
 	var (
@@ -23,6 +25,12 @@ func (tr *trainer) finish() error {
 	seen := make([]int, tr.nCls)
 	M := tr.cfg.Exemplars
 	C := tr.nCls
+	G := tr.cfg.GateBenign
+	var gate [][]float32
+	gateSeen := 0
+	// Its own source, so that adding the gate set left the exemplars as
+	// they were.
+	gateRng := rand.New(rand.NewPCG(tr.cfg.Seed, 0x6a7e))
 	infer(m, tr.valS, func(i int) bool { return d.Class[i] >= 0 || d.Split[i] == dataset.Val }, func(i int, o *out) {
 		c := d.Class[i]
 		if d.Split[i] == dataset.Train {
@@ -40,6 +48,11 @@ func (tr *trainer) finish() error {
 		anomAll = append(anomAll, o.anomaly)
 		if c == 0 {
 			anomBenign = append(anomBenign, o.anomaly)
+			if gateSeen++; len(gate) < G {
+				gate = append(gate, slices.Clone(o.emb))
+			} else if r := gateRng.IntN(gateSeen); r < G {
+				gate[r] = slices.Clone(o.emb)
+			}
 		}
 		if c >= 0 {
 			probs = append(probs, o.probs...)
@@ -49,6 +62,10 @@ func (tr *trainer) finish() error {
 	m.Exemplars = m.Exemplars[:0]
 	for _, e := range ex {
 		m.Exemplars = append(m.Exemplars, e...)
+	}
+	m.GateBenign = m.GateBenign[:0]
+	for _, e := range gate {
+		m.GateBenign = append(m.GateBenign, e...)
 	}
 	// The anomaly threshold keeps AnomalyFPR of benign validation flows
 	// above it; without benign labels, of all validation flows.

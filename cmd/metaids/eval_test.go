@@ -42,7 +42,7 @@ func TestEvalUsage(t *testing.T) {
 		want string
 	}{
 		{"no data", []string{"eval", "-new-family", "x", "-out", out}, exitUsage, "-data"},
-		{"no family", []string{"eval", "-data", "d", "-out", out}, exitUsage, "-new-family"},
+		{"bad family", []string{"eval", "-data", "d", "-out", out, "-new-family", "BENIGN"}, exitUsage, "-new-family"},
 		{"no out", []string{"eval", "-data", "d", "-new-family", "x"}, exitUsage, "-out"},
 		{"bad shots", []string{"eval", "-data", "d", "-new-family", "x", "-out", out, "-shots", "0"}, exitUsage, "-shots"},
 		{"bad adapter setting", []string{"eval", "-data", "d", "-new-family", "x", "-out", out, "-adapter.gate.holdout=3"}, exitUsage, "-adapter.gate.holdout"},
