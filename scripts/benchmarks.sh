@@ -151,6 +151,8 @@ trained on its train part, evaluated on its test part (other hosts, other hours)
 EOF
 "$work/metaids" generate --scenario sequence --part train --format zeek --out "$work/seq/train" -log.level=error
 "$work/metaids" generate --scenario sequence --part test --format zeek --out "$work/seq/test" -log.level=error
+run "### Sequence scenario, every family known (detection only), offline" \
+  "$work/metaids" eval -train "$work/seq/train" -data "$work/seq/test" -format zeek -offline -baseline per-flow -out "$work/seq-none.json" -plots=none -log.level=error
 for fam in credential_stuffing slow_beacon slow_exfiltration slow_scan; do
   run "### Sequence scenario, $fam new, K = 10, offline" \
     "$work/metaids" eval -train "$work/seq/train" -data "$work/seq/test" -format zeek -new-family "$fam" -shots 10 -offline -baseline per-flow -out "$work/seq-$fam.json" -plots=none -log.level=error
