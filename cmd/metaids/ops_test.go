@@ -342,6 +342,16 @@ func TestOpsIngestMetrics(t *testing.T) {
 		if in != float64(len(good)+len(garbage)) || handled != in {
 			return fmt.Errorf("consumed %v, handled %v, want %d each", in, handled, len(good)+len(garbage))
 		}
+		// A record is counted as handled before its batch's output is
+		// produced and its offset committed: wait for those too, or the
+		// checks below race the end of the batch.
+		dead := metricSum(mfs["metaids_ingest_records_total"], map[string]string{"outcome": "dead_lettered"})
+		if dlq := metricSum(mfs["metaids_stream_produced_messages_total"], map[string]string{"topic": "flows.dlq"}); dlq < dead {
+			return fmt.Errorf("%v of %v dead letters produced", dlq, dead)
+		}
+		if metricSum(mfs["metaids_stream_commits_total"], nil) == 0 {
+			return fmt.Errorf("no commit yet")
+		}
 		return nil
 	})
 	ok := metricSum(mfs["metaids_ingest_records_total"], map[string]string{"outcome": "ok"})
