@@ -277,11 +277,7 @@ func TestEvalOfflineSynthetic(t *testing.T) {
 	if rep.Flows != rep.Data.Evaluated || rep.Flows == 0 {
 		t.Errorf("Flows = %d, want every evaluated row (%d)", rep.Flows, rep.Data.Evaluated)
 	}
-	n := 0
-	for _, c := range rep.PerClass {
-		n += c.Support
-	}
-	if n != rep.Flows {
+	if n := supportSum(rep); n != rep.Flows {
 		t.Errorf("per-class support sums to %d, want %d", n, rep.Flows)
 	}
 	if len(rep.Adaptations) != 1 || !rep.Adaptations[0].Accepted {
@@ -414,11 +410,7 @@ func TestEvalDetectionOnly(t *testing.T) {
 		t.Errorf("adaptations %d, new families %v, versions %d -> %d: want none and no update",
 			len(rep.Adaptations), rep.NewFamilies, rep.ModelVersionStart, rep.ModelVersionEnd)
 	}
-	n := 0
-	for _, c := range rep.PerClass {
-		n += c.Support
-	}
-	if n != rep.Flows || rep.Flows == 0 {
+	if n := supportSum(rep); n != rep.Flows || rep.Flows == 0 {
 		t.Errorf("per-class support sums to %d, want every flow (%d)", n, rep.Flows)
 	}
 	if !slices.ContainsFunc(rep.Notes, func(s string) bool { return strings.Contains(s, testFamily) }) {
@@ -427,4 +419,14 @@ func TestEvalDetectionOnly(t *testing.T) {
 	if !(rep.Binary.F1 > 0.5) {
 		t.Errorf("binary.f1 = %.3f, want the known families detected", float64(rep.Binary.F1))
 	}
+}
+
+// supportSum returns the flows the per-class table counts, which must be
+// every evaluated flow.
+func supportSum(rep *Report) int {
+	n := 0
+	for _, c := range rep.PerClass {
+		n += c.Support
+	}
+	return n
 }

@@ -64,11 +64,10 @@ const MaxGateBenign = 4096
 // takeGateBenign removes the gate set from tensors and returns it, checked
 // against the embedding width d.
 func takeGateBenign(tensors []schemas.Tensor, d int) ([]schemas.Tensor, []float32, error) {
-	i := slices.IndexFunc(tensors, func(t schemas.Tensor) bool { return t.Name == TensorGateBenign })
-	if i < 0 {
-		return tensors, nil, nil
+	t, rest, err := takeTensor(tensors, TensorGateBenign)
+	if t == nil || err != nil {
+		return rest, nil, err
 	}
-	t := tensors[i]
 	if t.Rows < 1 || t.Rows > MaxGateBenign || int(t.Cols) != d || len(t.Data) != int(t.Rows)*d {
 		return nil, nil, fmt.Errorf("model update: tensor %q: %w: %d×%d with %d values, want 1 to %d rows of %d",
 			TensorGateBenign, ErrShape, t.Rows, t.Cols, len(t.Data), MaxGateBenign, d)
@@ -78,11 +77,23 @@ func takeGateBenign(tensors []schemas.Tensor, d int) ([]schemas.Tensor, []float3
 			return nil, nil, fmt.Errorf("model update: tensor %q: %w at row %d, column %d", TensorGateBenign, ErrNonFinite, j/d, j%d)
 		}
 	}
-	rest := slices.Delete(slices.Clone(tensors), i, i+1)
-	if slices.ContainsFunc(rest, func(t schemas.Tensor) bool { return t.Name == TensorGateBenign }) {
-		return nil, nil, fmt.Errorf("model update: tensor %q: %w: appears twice", TensorGateBenign, ErrInvalid)
-	}
 	return rest, slices.Clone(t.Data), nil
+}
+
+// takeTensor removes the tensor named name, which the model's Tensors do
+// not hold, from tensors: it returns that tensor (nil when absent) and the
+// others. A second one of the name is an error.
+func takeTensor(tensors []schemas.Tensor, name string) (*schemas.Tensor, []schemas.Tensor, error) {
+	i := slices.IndexFunc(tensors, func(t schemas.Tensor) bool { return t.Name == name })
+	if i < 0 {
+		return nil, tensors, nil
+	}
+	t := tensors[i]
+	rest := slices.Delete(slices.Clone(tensors), i, i+1)
+	if slices.ContainsFunc(rest, func(t schemas.Tensor) bool { return t.Name == name }) {
+		return nil, nil, fmt.Errorf("model update: tensor %q: %w: appears twice", name, ErrInvalid)
+	}
+	return &t, rest, nil
 }
 
 // TensorPerFlow marks a per-flow model (Config.PerFlow) in a full update: a
@@ -98,17 +109,12 @@ const TensorPerFlow = "lstm.per_flow"
 // takePerFlow removes the per-flow marker from tensors and reports whether
 // it was there; a marker of another shape or value is an error.
 func takePerFlow(tensors []schemas.Tensor) ([]schemas.Tensor, bool, error) {
-	i := slices.IndexFunc(tensors, func(t schemas.Tensor) bool { return t.Name == TensorPerFlow })
-	if i < 0 {
-		return tensors, false, nil
+	t, rest, err := takeTensor(tensors, TensorPerFlow)
+	if t == nil || err != nil {
+		return rest, false, err
 	}
-	t := tensors[i]
 	if t.Rows != 1 || t.Cols != 1 || len(t.Data) != 1 || t.Data[0] != 1 {
 		return nil, false, fmt.Errorf("model update: tensor %q: %w: want 1×1 holding 1, got %d×%d %v", TensorPerFlow, ErrInvalid, t.Rows, t.Cols, t.Data)
-	}
-	rest := slices.Delete(slices.Clone(tensors), i, i+1)
-	if slices.ContainsFunc(rest, func(t schemas.Tensor) bool { return t.Name == TensorPerFlow }) {
-		return nil, false, fmt.Errorf("model update: tensor %q: %w: appears twice", TensorPerFlow, ErrInvalid)
 	}
 	return rest, true, nil
 }

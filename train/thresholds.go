@@ -37,22 +37,17 @@ func (tr *trainer) finish() error {
 			// Reservoir sampling keeps a uniform sample of each class.
 			if c >= 0 && M > 0 {
 				seen[c]++
-				if len(ex[c]) < M {
-					ex[c] = append(ex[c], schemas.Exemplar{Class: int32(c), Embedding: slices.Clone(o.emb)})
-				} else if r := tr.rng.IntN(seen[c]); r < M {
-					ex[c][r] = schemas.Exemplar{Class: int32(c), Embedding: slices.Clone(o.emb)}
-				}
+				ex[c] = reservoir(ex[c], seen[c], M, tr.rng, func() schemas.Exemplar {
+					return schemas.Exemplar{Class: int32(c), Embedding: slices.Clone(o.emb)}
+				})
 			}
 			return
 		}
 		anomAll = append(anomAll, o.anomaly)
 		if c == 0 {
 			anomBenign = append(anomBenign, o.anomaly)
-			if gateSeen++; len(gate) < G {
-				gate = append(gate, slices.Clone(o.emb))
-			} else if r := gateRng.IntN(gateSeen); r < G {
-				gate[r] = slices.Clone(o.emb)
-			}
+			gateSeen++
+			gate = reservoir(gate, gateSeen, G, gateRng, func() []float32 { return slices.Clone(o.emb) })
 		}
 		if c >= 0 {
 			probs = append(probs, o.probs...)
@@ -82,6 +77,19 @@ func (tr *trainer) finish() error {
 	capFPR(probs, cls, C, m.Thresholds, tr.cfg.TargetFPR)
 	m.WeightsChanged()
 	return nil
+}
+
+// reservoir adds the seen-th item of a stream to s, a uniform sample of at
+// most m of them (reservoir sampling): item is called only when the item
+// is kept, so rejected embeddings are never copied.
+func reservoir[T any](s []T, seen, m int, rng *rand.Rand, item func() T) []T {
+	if len(s) < m {
+		return append(s, item())
+	}
+	if r := rng.IntN(seen); r < m {
+		s[r] = item()
+	}
+	return s
 }
 
 // capFPR raises class thresholds until at most target of the benign
