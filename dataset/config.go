@@ -21,14 +21,16 @@ type Config struct {
 	// to measure few-shot adaptation to families the model never saw.
 	// Default none.
 	Holdout []string `yaml:"holdout-family" help:"attack families kept out of training entirely (comma-separated or repeated)"`
-	// DeltaT says how dt_prev is filled: "gap" (seconds since the host's
-	// previous flow in the stream, as the scorer does), "off" (marked
-	// missing, and switched off in the trained model, for data whose gaps
-	// are sampling artefacts) or "auto" ("off" when any record comes from a
+	// DeltaT says how dt_prev, dst_repeat and dt_dst are filled: "gap"
+	// (from the host's earlier flows in the stream, as the scorer does:
+	// seconds since its previous flow, and since its previous flow to the
+	// same responder), "off" (marked missing, and switched off in the
+	// trained model, for data whose gaps are sampling artefacts) or
+	// "auto" ("off" when any record comes from a
 	// CICFlowMeter file, whose public releases are split per class and the
 	// shared copy is a per-class random sample; "gap" otherwise). Default
 	// "auto".
-	DeltaT string `yaml:"delta-t" help:"how dt_prev is filled: gap, off or auto (off for CICFlowMeter per-class samples)"`
+	DeltaT string `yaml:"delta-t" help:"how dt_prev, dst_repeat and dt_dst are filled: gap, off or auto (off for CICFlowMeter per-class samples)"`
 	// LUFlowLocalAS lists the AS numbers of LUFlow's own network, mapped to
 	// internal addresses (see ReadLUFlow). Default ["786"] (JANET, which
 	// carries Lancaster University).

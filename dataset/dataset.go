@@ -175,15 +175,21 @@ func (s *Stream) Len() int { return len(s.Idx) }
 // the previous record in the same stream (features.DeltaT, 0 for the first),
 // exactly what the scorer computes when it sees only these flows; so the
 // training stream knows nothing of validation or test flows, not even when
-// they happened. When d.DeltaT is false dt_prev is NaN, which the model
-// treats as missing.
+// they happened. dst_repeat and dt_dst come from the stream's own
+// features.PeerMemory in the same way. When d.DeltaT is false all three are
+// NaN, which the model treats as missing: on per-class samples the gaps
+// between flows to one responder are as much a sampling artefact as dt_prev.
 func (d *Dataset) Streams(keep func(i int) bool) []Stream {
 	f := features.NumFeatures
 	pos := make([]int, len(d.Hosts))
 	for i := range pos {
 		pos[i] = -1
 	}
-	var out []Stream
+	var (
+		out   []Stream
+		peers []features.PeerMemory // per stream
+		buf   []byte
+	)
 	last := make([]int64, len(d.Hosts))
 	for i := range d.Records {
 		if !keep(i) {
@@ -195,20 +201,26 @@ func (d *Dataset) Streams(keep func(i int) bool) []Stream {
 			p = len(out)
 			pos[h] = p
 			out = append(out, Stream{Host: h})
+			peers = append(peers, features.PeerMemory{})
 		}
 		s := &out[p]
-		start := d.Records[i].Flow.StartNs
-		dt := float32(math.NaN())
+		fl := &d.Records[i].Flow
+		start := fl.StartNs
+		nan := float32(math.NaN())
+		dt, seen, dtDst := nan, nan, nan
 		if d.DeltaT {
 			dt = 0
 			if s.Len() > 0 {
 				dt = features.DeltaT(start - last[h])
 			}
+			buf = features.AppendPeer(buf[:0], fl)
+			seen, dtDst = peers[p].See(features.PeerKey(buf), start)
 		}
 		last[h] = start
 		s.Idx = append(s.Idx, i)
 		s.X = append(s.X, d.Features(i)...)
-		s.X[s.Len()*f-f+features.IdxDeltaT] = dt
+		x := s.X[s.Len()*f-f:]
+		x[features.IdxDeltaT], x[features.IdxDstRepeat], x[features.IdxDeltaDst] = dt, seen, dtDst
 	}
 	return out
 }

@@ -350,13 +350,14 @@ func TestStreamsFillDeltaT(t *testing.T) {
 		t.Fatal(err)
 	}
 	F, dt := features.NumFeatures, features.IdxDeltaT
-	gaps := func(s Stream) []float32 {
+	slot := func(s Stream, j int) []float32 {
 		var out []float32
 		for p := range s.Len() {
-			out = append(out, s.X[p*F+dt])
+			out = append(out, s.X[p*F+j])
 		}
 		return out
 	}
+	gaps := func(s Stream) []float32 { return slot(s, dt) }
 	all := d.Streams(func(int) bool { return true })
 	if len(all) != 2 {
 		t.Fatalf("%d streams, want 2", len(all))
@@ -368,16 +369,29 @@ func TestStreamsFillDeltaT(t *testing.T) {
 	if got, want := gaps(all[1]), []float32{0, features.DeltaT(1e9)}; !slices.Equal(got, want) {
 		t.Errorf("host 2 dt_prev = %v, want %v", got, want)
 	}
+	// Every flow of rec goes to the same responder: dst_repeat is 1 from a
+	// host's second flow on, and dt_dst equals dt_prev.
+	if got, want := slot(all[0], features.IdxDstRepeat), []float32{0, 1, 1}; !slices.Equal(got, want) {
+		t.Errorf("host 1 dst_repeat = %v, want %v", got, want)
+	}
+	if got := slot(all[0], features.IdxDeltaDst); !slices.Equal(got, want) {
+		t.Errorf("host 1 dt_dst = %v, want %v", got, want)
+	}
 	// Dropping the flow at 3 s: the flow at 10 s follows the one at 0 s.
 	sub := d.Streams(func(i int) bool { return d.Records[i].Flow.StartNs != 3e9 })
 	if got, want := gaps(sub[0]), []float32{0, features.DeltaT(10e9)}; !slices.Equal(got, want) {
 		t.Errorf("filtered host 1 dt_prev = %v, want %v", got, want)
 	}
+	if got, want := slot(sub[0], features.IdxDeltaDst), []float32{0, features.DeltaT(10e9)}; !slices.Equal(got, want) {
+		t.Errorf("filtered host 1 dt_dst = %v, want %v", got, want)
+	}
 	// Every other feature is the flow's own vector.
 	for p, i := range all[0].Idx {
 		row := all[0].X[p*F : (p+1)*F]
 		v := features.Vector(nil, &d.Records[i].Flow)
-		v[dt] = row[dt]
+		for _, j := range []int{dt, features.IdxDstRepeat, features.IdxDeltaDst} {
+			v[j] = row[j]
+		}
 		if !slices.Equal(row, v) {
 			t.Errorf("stream row %d = %v, want %v", p, row, v)
 		}
@@ -389,9 +403,11 @@ func TestStreamsFillDeltaT(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, s := range d.Streams(func(int) bool { return true }) {
-		for _, v := range gaps(s) {
-			if !math.IsNaN(float64(v)) {
-				t.Errorf("dt_prev = %v with delta-t off, want NaN", v)
+		for _, j := range []int{dt, features.IdxDstRepeat, features.IdxDeltaDst} {
+			for _, v := range slot(s, j) {
+				if !math.IsNaN(float64(v)) {
+					t.Errorf("%s = %v with delta-t off, want NaN", features.Default().Feature(j).Name, v)
+				}
 			}
 		}
 	}

@@ -4,7 +4,8 @@
 // Cisco Joy CSV, and the project's synthetic traffic generator. It turns them
 // into what the trainer needs: raw feature vectors (features.Vector, the same
 // function ingest uses), a split by time within each class, and per-host
-// streams in time order with dt_prev filled the way the scorer fills it.
+// streams in time order with the per-host features (dt_prev, dst_repeat,
+// dt_dst) filled the way the scorer fills them.
 //
 // Flows are decoded by the ingest decoders themselves (a header line, then
 // one record per row, each with a Coord naming the file and line), so a
@@ -21,12 +22,12 @@
 // impossible there, and addresses are used only to key per-host state, never
 // as features.
 //
-// dt_prev (features.IdxDeltaT) depends on which flows a stream holds, so it
-// is filled per stream (Dataset.Streams), from the previous flow of the same
-// host in that stream: the training stream never sees a validation or test
-// flow, not even its time. For per-class random samples (the CIC files),
-// whose gaps are artefacts of each class's sampling rate, DeltaT "off"
-// marks the feature missing instead (see Config.DeltaT).
+// dt_prev, dst_repeat and dt_dst depend on which flows a stream holds, so
+// they are filled per stream (Dataset.Streams), from the earlier flows of
+// the same host in that stream: the training stream never sees a validation
+// or test flow, not even its time. For per-class random samples (the CIC
+// files), whose gaps are artefacts of each class's sampling rate, DeltaT
+// "off" marks the three features missing instead (see Config.DeltaT).
 //
 // This package does no Kafka I/O and keeps no global state.
 package dataset

@@ -38,7 +38,8 @@
 //
 // Offline (Config.Offline) runs the same model code in this process without
 // Kafka: per-host LSTM state stepped with model.Step exactly as the scorer
-// steps it (dt_prev start to start, the warm-up before anomaly alerts, the
+// steps it (dt_prev start to start, dst_repeat and dt_dst from the host's
+// recent responders, the warm-up before anomaly alerts, the
 // idle TTL in event time), the scorer's alert rule, and the adapter's fit
 // and gate on the K labelled flows' embeddings, swapped in from the next
 // flow on. Both modes feed one metrics computation, so their numbers agree

@@ -138,7 +138,8 @@ func (o *outcome) headProbs(m *model.Model, fn func(j int, probs []float32)) {
 // hostBook mirrors the scorer's per-host bookkeeping (scorer/state.go and
 // waves.go): per features partition a watermark of event time (the newest
 // flow end seen), and per host the start of its previous flow (for
-// dt_prev), its flow count since its state was created (for the anomaly
+// dt_prev) and its recent responders (offline, for dst_repeat and dt_dst),
+// its flow count since its state was created (for the anomaly
 // warm-up) and when it was last seen. A host idle for longer than the TTL
 // against its partition's watermark starts afresh. The scorer expires
 // hosts between messages; the book checks when the host next appears,
@@ -155,8 +156,9 @@ type hostEntry struct {
 	lastStart int64
 	touched   int64
 	flows     uint32
-	h, c      []float32 // offline only
-	chunk     int       // offline: the last chunk that stepped the host
+	peers     features.PeerMemory // offline only: dst_repeat and dt_dst
+	h, c      []float32           // offline only
+	chunk     int                 // offline: the last chunk that stepped the host
 }
 
 func newHostBook(ttl time.Duration, parts int) *hostBook {
@@ -172,6 +174,7 @@ func (b *hostBook) see(host string, startNs, endNs int64) (e *hostEntry, before 
 	if e != nil && wm-e.touched > b.ttl {
 		// Expired by the scorer at the end of an earlier message.
 		e.flows, e.lastStart = 0, 0
+		e.peers.Reset()
 	}
 	if e == nil {
 		e = &hostEntry{chunk: -1}

@@ -25,7 +25,9 @@ type BatchConfig struct {
 	// MaxRows flushes a partition's batch as soon as it holds this many
 	// flows. Larger batches amortise the per-message cost on the topic and
 	// in the scorer; smaller ones cut latency under load. Flag
-	// -features.batch.max-rows; default 4096.
+	// -features.batch.max-rows; default 3840, the most whose message of
+	// worst-case rows (IPv6 host and peer) fits a 1 MiB produce request,
+	// Kafka's default message size limit.
 	MaxRows int `yaml:"max-rows"`
 	// Linger flushes a partition's batch once its oldest flow has waited
 	// this long, so a quiet partition still reaches the scorer promptly.
@@ -36,7 +38,7 @@ type BatchConfig struct {
 
 // DefaultConfig returns the default settings.
 func DefaultConfig() Config {
-	return Config{Batch: BatchConfig{MaxRows: 4096, Linger: 50 * time.Millisecond}}
+	return Config{Batch: BatchConfig{MaxRows: 3840, Linger: 50 * time.Millisecond}}
 }
 
 // Validate reports every invalid setting, each error naming its flag.

@@ -9,7 +9,8 @@
 // batch is written as one Arrow IPC stream (Encode), which is the value of
 // one message on the features topic, keyed by a host of the batch. The
 // scorer reads it back without copying the feature columns (Decode, View),
-// fills the one feature that needs per-host state (IdxDeltaT, DeltaT), and
+// fills the three features that need per-host state (dt_prev through
+// DeltaT; dst_repeat and dt_dst through PeerMemory), and
 // writes the scores topic with the schema defined here too (ScoresBuilder,
 // DecodeScores), so the scorer and the adapter share one definition.
 //

@@ -166,7 +166,8 @@ func (v *View) EndNs(i int) int64 { return v.endNs[i] }
 func (v *View) Feature(j int) []float32 { return v.feats[j] }
 
 // Vector appends row i's feature vector to dst, gathered from the columns.
-// The scorer then sets dst[len(dst)-NumFeatures+IdxDeltaT].
+// The scorer then sets the per-host slots (IdxDeltaT, IdxDstRepeat,
+// IdxDeltaDst) of the appended vector.
 func (v *View) Vector(dst []float32, i int) []float32 {
 	for j := range v.feats {
 		dst = append(dst, v.feats[j][i])

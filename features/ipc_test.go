@@ -259,10 +259,10 @@ func TestDecodeWrongSchema(t *testing.T) {
 		}), ErrSchemaMismatch, `"proto" has type id 6`},
 		{"missing column", variant(func(f []arrow.Field, _ map[string]string) []arrow.Field {
 			return f[:len(f)-1]
-		}), ErrSchemaMismatch, "41 columns, want 42"},
+		}), ErrSchemaMismatch, "43 columns, want 44"},
 		{"extra column", variant(func(f []arrow.Field, _ map[string]string) []arrow.Field {
 			return append(f, arrow.Field{Name: "x", Type: arrow.PrimitiveTypes.Float32})
-		}), ErrSchemaMismatch, "43 columns, want 42"},
+		}), ErrSchemaMismatch, "45 columns, want 44"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -141,7 +141,7 @@ func TestDecodeScoresRejects(t *testing.T) {
 		schema  *arrow.Schema
 		wantMsg string
 	}{
-		{"features batch", Schema(), "42 columns, want 7"},
+		{"features batch", Schema(), "44 columns, want 7"},
 		{"class count disagrees", change(func(f []arrow.Field, md map[string]string) []arrow.Field {
 			md[MetaScoresClasses] = `["benign"]`
 			return f

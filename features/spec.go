@@ -11,14 +11,15 @@ import (
 // SpecVersion is the version of the feature spec this build computes. Bump it
 // whenever a feature is added, removed, reordered or computed differently;
 // the hash changes anyway, the version tells people which change it was.
-const SpecVersion = 1
+const SpecVersion = 2
 
 // NumFeatures is the length of every feature vector.
-const NumFeatures = 34
+const NumFeatures = 36
 
 // Feature indices. The order is part of the spec: models index vectors by
-// position. Only IdxDeltaT is exported, because it is the one slot another
-// stage writes; everything else is looked up by name through Spec.Index.
+// position. Only the slots another stage writes (IdxDeltaT, IdxDstRepeat,
+// IdxDeltaDst) are exported; everything else is looked up by name through
+// Spec.Index.
 const (
 	idxLogBytesOut = iota
 	idxLogBytesIn
@@ -54,6 +55,8 @@ const (
 	idxSrcInternal
 	idxDstInternal
 	idxDeltaT
+	idxDstRepeat
+	idxDeltaDst
 	numFeatures
 )
 
@@ -65,12 +68,28 @@ const (
 // before stepping the model. The trainer does the same from its ordered data.
 const IdxDeltaT = 33
 
+// IdxDstRepeat and IdxDeltaDst are dst_repeat and dt_dst: whether the host
+// started a flow to the same responder address recently (among the
+// PeerSlots responders it contacted last), and log1p of the seconds since
+// it did (0 when not). Like dt_prev they need per-host state, so ingest
+// leaves them at 0 and the scorer and trainer fill them through PeerMemory.
+// They are what makes "the same destination again and again" visible in a
+// single step: a beacon's poll every minute, an exfiltration's uploads to
+// one drop, a slow scan's never-seen targets, whatever else the host does
+// in between.
+const (
+	IdxDstRepeat = 34
+	IdxDeltaDst  = 35
+)
+
 // The exported constants are literals so that their documentation shows
 // the numbers; these index expressions fail to compile if one drifts from
 // the iota list above.
 var (
 	_ = [1]struct{}{}[NumFeatures-numFeatures]
 	_ = [1]struct{}{}[IdxDeltaT-idxDeltaT]
+	_ = [1]struct{}{}[IdxDstRepeat-idxDstRepeat]
+	_ = [1]struct{}{}[IdxDeltaDst-idxDeltaDst]
 )
 
 // Destination-service classes by port. The Def strings in the spec are
@@ -139,6 +158,8 @@ var defaultFeatures = [numFeatures]Feature{
 	idxSrcInternal:      {"src_internal", internalDef("src_addr"), false},
 	idxDstInternal:      {"dst_internal", internalDef("dst_addr"), false},
 	idxDeltaT:           {"dt_prev", "log1p(max(0, start_ns - start_ns of the host's previous flow in arrival order)/1e9), 0 for its first flow; 0 from ingest, set by the scorer", true},
+	idxDstRepeat:        {"dst_repeat", "1 if the host started an earlier flow (in arrival order) to the same responder address (unmapped, zone dropped) and that address is still among the 16 responders whose last flow from the host started latest, else 0; 0 from ingest, set by the scorer", false},
+	idxDeltaDst:         {"dt_dst", "log1p(max(0, start_ns - start_ns of the host's previous flow to the same responder address)/1e9) when dst_repeat is 1, else 0; 0 from ingest, set by the scorer", true},
 }
 
 func internalDef(field string) string {

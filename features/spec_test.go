@@ -10,7 +10,7 @@ import (
 // specHash is the hash of the spec at SpecVersion. If this test fails you
 // changed the feature spec: bump SpecVersion, update the hash here, and
 // retrain, since every existing model's inputs just changed meaning.
-const specHash = "fb0365e31db25f9b"
+const specHash = "7155b9da337dddca"
 
 func TestSpecHashGolden(t *testing.T) {
 	if got := Default().Hash(); got != specHash {
@@ -71,7 +71,7 @@ func TestAttackerControlled(t *testing.T) {
 	}
 	want := []string{
 		"log_bytes_out", "log_pkts_out", "log_duration_ms", "log_bpp_out", "bytes_in_frac", "pkts_in_frac",
-		"log_pkt_rate", "src_port_ephemeral", "tcp_fin", "tcp_syn", "tcp_rst", "tcp_psh", "tcp_ack", "tcp_urg", "dt_prev",
+		"log_pkt_rate", "src_port_ephemeral", "tcp_fin", "tcp_syn", "tcp_rst", "tcp_psh", "tcp_ack", "tcp_urg", "dt_prev", "dt_dst",
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("AttackerControlled() = %v, want %v", got, want)

@@ -22,7 +22,8 @@ const (
 // Vector appends f's raw feature vector (NumFeatures values in Default's
 // order) to dst and returns the extended slice. Values are not normalised:
 // the model carries its own normalisation statistics, so retraining never
-// needs a new ingest. dt_prev (IdxDeltaT) is left at 0 for the scorer.
+// needs a new ingest. dt_prev, dst_repeat and dt_dst (IdxDeltaT,
+// IdxDstRepeat, IdxDeltaDst) are left at 0 for the scorer.
 //
 // Every value is finite for every input, including hostile counters and
 // timestamps, and Vector allocates nothing when dst has room.
@@ -102,6 +103,8 @@ func fill(v *[NumFeatures]float32, f *schemas.Flow) {
 	v[idxSrcInternal] = b2f(internal(f.SrcAddr))
 	v[idxDstInternal] = b2f(internal(f.DstAddr))
 	v[idxDeltaT] = 0
+	v[idxDstRepeat] = 0
+	v[idxDeltaDst] = 0
 }
 
 // DeltaTBetween returns the dt_prev value of a flow starting at startNs

@@ -77,7 +77,7 @@ func TestConfigFullFile(t *testing.T) {
 	in := cfg.Ingest
 	if in.Group != "ingest-eu" || in.MaxRecordBytes != 65536 || in.TimeZone != "Europe/Berlin" || in.MaxAge != 24*time.Hour ||
 		in.MaxFuture != time.Minute || !in.Replay || in.Batch.MaxRecords != 8192 || in.CreateTopics || in.Partitions != 48 ||
-		cfg.Features.Batch.MaxRows != 16384 || cfg.Shutdown.Timeout != 10*time.Second || cfg.TopicPrefix != "prod." {
+		cfg.Features.Batch.MaxRows != 15360 || cfg.Shutdown.Timeout != 10*time.Second || cfg.TopicPrefix != "prod." {
 		t.Errorf("full.good.yaml decoded to %+v", cfg)
 	}
 	// A topic that formats does not name is sniffed per record, or named by

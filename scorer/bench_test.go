@@ -17,7 +17,7 @@ import (
 	"github.com/metaids/metaids/schemas"
 )
 
-// benchModel is a model of the production shape (F=34, H=64, 8 classes)
+// benchModel is a model of the production shape (F=36, H=64, 8 classes)
 // whose "scan" class fires on lone unanswered SYNs. Like a trained model,
 // its normalisation is fitted to the traffic (dt_prev included, which only
 // the scorer computes) and its anomaly threshold is the 99th percentile of

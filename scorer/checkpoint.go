@@ -62,9 +62,9 @@ import (
 // Checkpoints are written in the handler's produce, with the batch's
 // outputs, and a batch is committed only once they are acknowledged.
 
-// Checkpoint record layout, version 1, little-endian:
+// Checkpoint record layout, version 2, little-endian:
 //
-//	version       uint8 (1)
+//	version       uint8 (2)
 //	hidden        uint16, H
 //	encoder       [16]byte, encoderID of the model that wrote it
 //	model_version int64, for operators
@@ -73,8 +73,13 @@ import (
 //	touched_ns    int64, event time the host was last seen (for the TTL)
 //	flows         uint32, flows seen since the state was created
 //	h, c          H float32 each
+//	peers         uint8, N ≤ features.PeerSlots, the host's recent responders
+//	key, last_ns  N × (uint64, int64), its features.PeerMemory (for dst_repeat, dt_dst)
+//
+// Version 1 had no peers; its records were written under a feature spec
+// without dst_repeat, so their encoder never matches and they are refused.
 const (
-	ckptVersion    = 1
+	ckptVersion    = 2
 	ckptHeaderSize = 1 + 2 + 16 + 8 + 8 + 8 + 8 + 4
 )
 
@@ -140,6 +145,7 @@ type checkpoint struct {
 	touched      int64
 	flows        uint32
 	h, c         []float32
+	peers        features.PeerMemory
 }
 
 // appendCheckpoint appends ck's record to dst.
@@ -162,11 +168,18 @@ func appendCheckpoint(dst []byte, ck *checkpoint) []byte {
 	for _, x := range ck.c {
 		dst = le.AppendUint32(dst, math.Float32bits(x))
 	}
+	n := min(max(ck.peers.N, 0), features.PeerSlots)
+	dst = append(dst, uint8(n))
+	for i := range n {
+		dst = le.AppendUint64(dst, ck.peers.Key[i])
+		dst = le.AppendUint64(dst, uint64(ck.peers.Last[i]))
+	}
 	return dst
 }
 
-// checkpointSize is the length of a record for hidden size hid.
-func checkpointSize(hid int) int { return ckptHeaderSize + 8*hid }
+// checkpointSize is the length of a record for hidden size hid and a host
+// that remembers peers responders.
+func checkpointSize(hid, peers int) int { return ckptHeaderSize + 8*hid + 1 + 16*peers }
 
 // checkpointOffset returns the features offset of record b without
 // decoding the rest.
@@ -189,8 +202,13 @@ func decodeCheckpoint(b []byte, ck *checkpoint) error {
 	}
 	le := binary.LittleEndian
 	hid := int(le.Uint16(b[1:]))
-	if len(b) != checkpointSize(hid) {
-		return fmt.Errorf("checkpoint of %d bytes, want %d for H=%d", len(b), checkpointSize(hid), hid)
+	if len(b) < checkpointSize(hid, 0) {
+		return fmt.Errorf("checkpoint of %d bytes, shorter than the %d of H=%d", len(b), checkpointSize(hid, 0), hid)
+	}
+	n := int(b[checkpointSize(hid, 0)-1])
+	if n > features.PeerSlots || len(b) != checkpointSize(hid, n) {
+		return fmt.Errorf("checkpoint of %d bytes with %d peers, want %d for H=%d and at most %d peers",
+			len(b), n, checkpointSize(hid, min(n, features.PeerSlots)), hid, features.PeerSlots)
 	}
 	copy(ck.encoder[:], b[3:19])
 	p := b[19:]
@@ -207,6 +225,12 @@ func decodeCheckpoint(b []byte, ck *checkpoint) error {
 		if !finite(ck.h[i]) || !finite(ck.c[i]) {
 			return fmt.Errorf("checkpoint holds a non-finite state value at %d", i)
 		}
+	}
+	p = p[8*hid+1:]
+	ck.peers = features.PeerMemory{N: n}
+	for i := range n {
+		ck.peers.Key[i] = le.Uint64(p[16*i:])
+		ck.peers.Last[i] = int64(le.Uint64(p[16*i+8:]))
 	}
 	return nil
 }
@@ -267,7 +291,7 @@ func (s *Stage) checkpoint(p *partition, em *emitter) {
 			n++
 		}
 	}
-	size := checkpointSize(st.hid)
+	size := checkpointSize(st.hid, features.PeerSlots)
 	buf := make([]byte, 0, n*size)
 	ck := checkpoint{encoder: s.ckptID, offset: p.next}
 	if sv := s.current.Load(); sv != nil {
@@ -279,7 +303,7 @@ func (s *Stage) checkpoint(p *partition, em *emitter) {
 			continue // written already, or dropped
 		}
 		m.dirty, m.saved = false, true
-		ck.lastNs, ck.touched, ck.flows = m.lastNs, m.touched, m.flows
+		ck.lastNs, ck.touched, ck.flows, ck.peers = m.lastNs, m.touched, m.flows, m.peers
 		ck.h, ck.c = st.state(sl)
 		a := len(buf)
 		buf = appendCheckpoint(buf, &ck)
@@ -438,7 +462,7 @@ func (s *Stage) applyCheckpoints(p *partition, recs []kafka.Message) (hosts int,
 	at = -1
 	for i := range keep {
 		h := &keep[i]
-		p.st.restore(h.key, h.ck.h, h.ck.c, h.ck.lastNs, h.ck.touched, h.ck.flows)
+		p.st.restore(h.key, &h.ck)
 		at = max(at, h.ck.offset)
 	}
 	p.st.expire()

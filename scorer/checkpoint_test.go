@@ -31,9 +31,12 @@ func TestCheckpointRecord(t *testing.T) {
 	}
 	ck.h[0] = float32(math.Copysign(0, -1)) // −0 keeps its sign bit
 	ck.c[1] = math.SmallestNonzeroFloat32
+	for i := range 3 {
+		ck.peers.See(rng.Uint64(), t0-int64(i))
+	}
 	b := appendCheckpoint(nil, &ck)
-	if len(b) != checkpointSize(hid) || len(b) != 55+8*hid {
-		t.Fatalf("record of %d bytes, want %d", len(b), 55+8*hid)
+	if len(b) != checkpointSize(hid, 3) || len(b) != 55+8*hid+1+3*16 {
+		t.Fatalf("record of %d bytes, want %d", len(b), 55+8*hid+1+3*16)
 	}
 	var got checkpoint
 	if err := decodeCheckpoint(b, &got); err != nil {
@@ -46,14 +49,19 @@ func TestCheckpointRecord(t *testing.T) {
 	if !sameBits(got.h, ck.h) || !sameBits(got.c, ck.c) {
 		t.Errorf("decoded h, c = %v, %v; want %v, %v", got.h, got.c, ck.h, ck.c)
 	}
+	if got.peers != ck.peers {
+		t.Errorf("decoded peers %+v, want %+v", got.peers, ck.peers)
+	}
 	if off, err := checkpointOffset(b); err != nil || off != ck.offset {
 		t.Errorf("checkpointOffset = %d, %v; want %d", off, err, ck.offset)
 	}
 
 	nan := bytes.Clone(b)
 	copy(nan[ckptHeaderSize+4*3:], []byte{0, 0, 0xc0, 0x7f})
-	v2 := bytes.Clone(b)
-	v2[0] = 2
+	v1 := bytes.Clone(b)
+	v1[0] = 1
+	tooMany := bytes.Clone(b)
+	tooMany[checkpointSize(hid, 0)-1] = features.PeerSlots + 1
 	for _, tc := range []struct {
 		name string
 		b    []byte
@@ -62,7 +70,9 @@ func TestCheckpointRecord(t *testing.T) {
 		{"header only", b[:ckptHeaderSize]},
 		{"truncated", b[:len(b)-1]},
 		{"trailing byte", append(bytes.Clone(b), 0)},
-		{"other version", v2},
+		{"other version", v1},
+		{"peer count past the record", tooMany},
+		{"more peers than slots", append(tooMany, make([]byte, 16*(features.PeerSlots-2))...)},
 		{"NaN state", nan},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -136,8 +146,8 @@ func TestRestoreBitIdentical(t *testing.T) {
 		t.Fatalf("checkpoint of %d records, want one per host (64)", len(recs))
 	}
 	for _, r := range recs {
-		if r.Partition != 0 || len(r.Value) != checkpointSize(16) {
-			t.Fatalf("record for %s: partition %d, %d bytes; want 0, %d", r.Key, r.Partition, len(r.Value), checkpointSize(16))
+		if r.Partition != 0 || len(r.Value) < checkpointSize(16, 0) {
+			t.Fatalf("record for %s: partition %d, %d bytes; want 0, at least %d", r.Key, r.Partition, len(r.Value), checkpointSize(16, 0))
 		}
 	}
 
@@ -162,6 +172,9 @@ func TestRestoreBitIdentical(t *testing.T) {
 			t.Errorf("host %s: restored h, c differ from the checkpointed ones", host)
 		}
 		ma, mb := sa.meta[slot], sb.meta[sb.index[host]]
+		if mb.peers != ma.peers || ma.peers.N == 0 {
+			t.Errorf("host %s: restored peers %+v, want %+v (not empty)", host, mb.peers, ma.peers)
+		}
 		if mb.lastNs != ma.lastNs || mb.touched != ma.touched || mb.flows != ma.flows {
 			t.Errorf("host %s: restored lastNs, touched, flows = %d, %d, %d; want %d, %d, %d",
 				host, mb.lastNs, mb.touched, mb.flows, ma.lastNs, ma.touched, ma.flows)

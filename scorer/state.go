@@ -3,6 +3,8 @@ package scorer
 import (
 	"strings"
 	"unsafe"
+
+	"github.com/metaids/metaids/features"
 )
 
 // store holds the LSTM state of the hosts of one features partition.
@@ -56,9 +58,10 @@ type store struct {
 
 // slot is the per-host record beside the state slabs.
 type slot struct {
-	key     string // the host key; the index shares its bytes
-	lastNs  int64  // start of the host's previous flow, for dt_prev
-	touched int64  // the watermark when the host was last seen; monotonic along the LRU list
+	key     string              // the host key; the index shares its bytes
+	lastNs  int64               // start of the host's previous flow, for dt_prev
+	peers   features.PeerMemory // its recent responders, for dst_repeat and dt_dst
+	touched int64               // the watermark when the host was last seen; monotonic along the LRU list
 	prev    int32
 	next    int32
 	flows   uint32 // flows seen since the state was created or reset
@@ -147,9 +150,9 @@ func (st *store) markDirty(s int32) {
 // event time it was last seen. Hosts are restored in the order they were
 // last seen, so the LRU list comes back in order; the watermark becomes
 // the newest of their times. A host already held is overwritten.
-func (st *store) restore(key string, h, c []float32, lastNs, touched int64, flows uint32) {
-	if touched > st.watermark {
-		st.watermark = touched
+func (st *store) restore(key string, ck *checkpoint) {
+	if ck.touched > st.watermark {
+		st.watermark = ck.touched
 	}
 	s, ok := st.index[key]
 	if ok {
@@ -163,10 +166,10 @@ func (st *store) restore(key string, h, c []float32, lastNs, touched int64, flow
 		st.keyBytes += allocSize(len(k))
 	}
 	m := &st.meta[s]
-	m.lastNs, m.touched, m.flows, m.saved = lastNs, touched, flows, true
+	m.lastNs, m.touched, m.flows, m.peers, m.saved = ck.lastNs, ck.touched, ck.flows, ck.peers, true
 	hs, cs := st.state(s)
-	copy(hs, h)
-	copy(cs, c)
+	copy(hs, ck.h)
+	copy(cs, ck.c)
 	st.pushFront(s)
 }
 

@@ -139,6 +139,7 @@ func (sp *stepper) run(m *model.Model, st *store, v *features.View, waves int, k
 					dt = features.DeltaT(start - meta.lastNs)
 				}
 				x[j*f+features.IdxDeltaT] = dt
+				x[j*f+features.IdxDstRepeat], x[j*f+features.IdxDeltaDst] = meta.peers.See(features.PeerKey(v.Peer(int(r))), start)
 				sp.before[r] = meta.flows
 				if meta.flows < math.MaxUint32 {
 					meta.flows++

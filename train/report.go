@@ -161,7 +161,9 @@ func notes(d *dataset.Dataset, res *Result) []string {
 		"evaluation runs the deployed path (model.Step over every host's full stream in time order); test flows have the context of the flows before them, as in a scorer running since before the test period",
 	}
 	if !d.DeltaT {
-		n = append(n, fmt.Sprintf("%s switched off: the data are per-class random samples, so the gaps between a host's flows reflect each class's sampling rate (benign hosts minutes to hours apart, the attacker sub-second) and would be a shortcut; the feature is marked missing in training and its weights are zero in the model", features.Default().Feature(features.IdxDeltaT).Name))
+		spec := features.Default()
+		n = append(n, fmt.Sprintf("%s, %s and %s switched off: the data are per-class random samples, so the gaps between a host's flows, and which of its responders recur, reflect each class's sampling rate (benign hosts minutes to hours apart, the attacker sub-second) and would be a shortcut; the features are marked missing in training and their weights are zero in the model",
+			spec.Feature(features.IdxDeltaT).Name, spec.Feature(features.IdxDstRepeat).Name, spec.Feature(features.IdxDeltaDst).Name))
 	}
 	if len(d.Holdout) > 0 {
 		n = append(n, "few-shot: a held-out family's earliest K flows are the labels; recall is on its remaining flows, FPR on the benign test flows, with the encoder frozen")

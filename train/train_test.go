@@ -280,14 +280,14 @@ func TestDeltaTOffSwitchesFeatureOff(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := []string{"dt_prev"}; !slices.Equal(res.Disabled, want) {
+	if want := []string{"dt_prev", "dst_repeat", "dt_dst"}; !slices.Equal(res.Disabled, want) {
 		t.Errorf("disabled = %q, want %q", res.Disabled, want)
 	}
 	m := res.Model
 	x := make([]float32, features.NumFeatures)
 	copy(x, d.Features(0))
 	step := func(dt float32) model.StepOut {
-		x[features.IdxDeltaT] = dt
+		x[features.IdxDeltaT], x[features.IdxDstRepeat], x[features.IdxDeltaDst] = dt, min(dt, 1), dt
 		ws := model.NewWorkspace(m, 1)
 		h, c := make([]float32, m.Hidden()), make([]float32, m.Hidden())
 		var o model.StepOut
@@ -296,7 +296,7 @@ func TestDeltaTOffSwitchesFeatureOff(t *testing.T) {
 	}
 	a, b := step(0), step(9)
 	if math.Abs(float64(a.Anomaly[0]-b.Anomaly[0])) > 1e-4 || math.Abs(float64(a.Probs[1]-b.Probs[1])) > 1e-5 {
-		t.Errorf("dt_prev 0 vs 9: anomaly %v vs %v, p1 %v vs %v; want no change", a.Anomaly[0], b.Anomaly[0], a.Probs[1], b.Probs[1])
+		t.Errorf("dt_prev, dst_repeat, dt_dst 0 vs 9, 1, 9: anomaly %v vs %v, p1 %v vs %v; want no change", a.Anomaly[0], b.Anomaly[0], a.Probs[1], b.Probs[1])
 	}
 }
 
