@@ -26,8 +26,9 @@
 // pull those flows' class scores down like any other label. The gate then
 // compares the candidate with the model in service on data held back from
 // fitting (-adapter.gate.holdout of the new labels and of each class's
-// exemplars, and the model's gate set: benign validation flows that train
-// stored and no head was fitted on) and publishes only if no known class
+// exemplars, and the model's gate sets: benign validation flows and
+// validation flows of each known attack class that train stored and no
+// head was fitted on) and publishes only if no known class
 // loses more recall than -adapter.gate.recall-tolerance, the held-back
 // benign flows do not show with 90% confidence a rise of the false-positive
 // rate beyond -adapter.gate.fpr-tolerance, and the candidate reproduces

@@ -156,6 +156,14 @@ func fitHead(cur *model.Model, samples []sample, p fitParams, rng *rand.Rand) (*
 		}
 		rep.GateBenign = len(g) / d
 	}
+	// And flows of each known attack class no head was fitted on, so that
+	// a class's recall rests on dozens of flows, not 16 exemplars.
+	for _, e := range cur.GateKnown {
+		if e.Class >= 1 && int(e.Class) < known && len(e.Embedding) == d {
+			hold = append(hold, row{int(e.Class), e.Embedding, false})
+			rep.GateKnown++
+		}
+	}
 	var (
 		cand      *model.Model
 		best      = math.Inf(-1)

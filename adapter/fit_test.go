@@ -238,6 +238,62 @@ func TestFitHeadGateSet(t *testing.T) {
 	}
 }
 
+// TestFitHeadKnownGateSet checks that the model's known-class gate set
+// joins the held-back flows of each class: ten labels calling exfiltration
+// c2_beacon can cost it a tenth of its flows, which 16 held-back exemplars
+// may not show (TestFitHead needs twenty labels), and 64 more flows per
+// class must; a genuine new family still passes. The world is one where
+// the ten labels pass without the gate set (in most, the held-back labels'
+// disagreement refuses them anyway); the test checks that premise.
+func TestFitHeadKnownGateSet(t *testing.T) {
+	w := newWorld(15)
+	base := baseModel(t, w, 64)
+	poison := samples("c2_beacon", w.sample("exfiltration", 10))
+	// The premise: without the gate set these labels pass (as in
+	// TestFitHead's world), so the rejection below is the gate set's doing.
+	_, rep, err := fitHead(base, poison, testParams(), rand.New(rand.NewPCG(5, 6)))
+	if err != nil {
+		t.Fatalf("fitHead: %v", err)
+	}
+	if !rep.Accepted {
+		t.Fatalf("premise: without a known gate set the poisoned labels were rejected already (%s)", rep.Reason)
+	}
+	for _, fam := range knownFamilies[1:] {
+		k, ok := base.ClassIndex(fam)
+		if !ok {
+			t.Fatalf("no class %s", fam)
+		}
+		for _, e := range w.sample(fam, 64) {
+			base.GateKnown = append(base.GateKnown, schemas.Exemplar{Class: int32(k), Embedding: e})
+		}
+	}
+	want := 64 * (len(knownFamilies) - 1)
+	_, rep, err = fitHead(base, poison, testParams(), rand.New(rand.NewPCG(5, 6)))
+	if err != nil {
+		t.Fatalf("fitHead: %v", err)
+	}
+	if rep.GateKnown != want {
+		t.Errorf("known gate rows held back = %d, want %d", rep.GateKnown, want)
+	}
+	// Every fit strength is refused: the full fit for exfiltration's
+	// recall, the lighter ones for contradicting the held-back labels;
+	// the report is the first refusal's.
+	reasons := []string{`recall of "exfiltration" dropped`, `held-back "c2_beacon" labels`}
+	if rep.Accepted || !slices.ContainsFunc(reasons, func(r string) bool { return strings.Contains(rep.Reason, r) }) {
+		t.Errorf("accepted = %v (%s; %v), want a rejection naming one of %q", rep.Accepted, rep.Reason, rep.logAttrs(), reasons)
+	}
+	if g := rep.numbers(testParams())[gateGateKnown]; g != float64(want) {
+		t.Errorf("update's gate numbers: %s = %g, want %d", gateGateKnown, g, want)
+	}
+	_, rep, err = fitHead(base, samples("ransomware", w.sample("ransomware", 10)), testParams(), rand.New(rand.NewPCG(5, 6)))
+	if err != nil {
+		t.Fatalf("fitHead: %v", err)
+	}
+	if !rep.Accepted {
+		t.Errorf("a genuine new family was rejected: %s (%v)", rep.Reason, rep.logAttrs())
+	}
+}
+
 // TestGateFPRConfidence checks the false-positive check on a gate set's
 // worth of benign flows (272): it rejects a rise it is 90% sure exceeds
 // the tolerance (0.02), and gives a rise near the tolerance the benefit of

@@ -31,6 +31,7 @@ type gateReport struct {
 	Classes             []classGate
 	BenignN             int // held-back benign examples, the gate set's included
 	GateBenign          int // of which from the model's gate set (model.Model.GateBenign)
+	GateKnown           int // known-class flows from the model's gate set (model.Model.GateKnown), in Classes' N
 	FPRBefore, FPRAfter float64
 	// FPRRiseLow is the rise of the benign false-positive rate that the
 	// held-back flows show with 90% confidence (see fprRiseLow).
@@ -220,6 +221,7 @@ const (
 	gateFPRRiseLow    = "fpr.rise.low90"
 	gateHoldBenign    = "holdout.benign"
 	gateGateBenign    = "holdout.benign.gate_set"
+	gateGateKnown     = "holdout.known.gate_set"
 	gateFitLabels     = "fit.labels"
 	gateFitExemplars  = "fit.exemplars"
 	gateHoldLabels    = "holdout.labels"
@@ -243,6 +245,7 @@ func (rep *gateReport) numbers(p fitParams) map[string]float64 {
 		gateFPRRiseLow:    rep.FPRRiseLow,
 		gateHoldBenign:    float64(rep.BenignN),
 		gateGateBenign:    float64(rep.GateBenign),
+		gateGateKnown:     float64(rep.GateKnown),
 		gateFitLabels:     float64(rep.FitLabels),
 		gateFitExemplars:  float64(rep.FitExemplars),
 		gateHoldLabels:    float64(rep.HoldLabels),
@@ -270,7 +273,7 @@ func (rep *gateReport) numbers(p fitParams) map[string]float64 {
 // logAttrs returns the report as slog key-value pairs.
 func (rep *gateReport) logAttrs() []any {
 	attrs := []any{
-		"fpr_before", rep.FPRBefore, "fpr_after", rep.FPRAfter, "fpr_rise_low", rep.FPRRiseLow, "holdout_benign", rep.BenignN, "gate_set_benign", rep.GateBenign,
+		"fpr_before", rep.FPRBefore, "fpr_after", rep.FPRAfter, "fpr_rise_low", rep.FPRRiseLow, "holdout_benign", rep.BenignN, "gate_set_benign", rep.GateBenign, "gate_set_known", rep.GateKnown,
 		"fit_labels", rep.FitLabels, "holdout_labels", rep.HoldLabels,
 		"fit_exemplars", rep.FitExemplars, "holdout_exemplars", rep.HoldExemplars, "loss", rep.Loss, "steps", rep.Steps,
 	}

@@ -106,6 +106,14 @@ type Model struct {
 	// The head never trains on them, so they stay unbiased through any
 	// number of updates; a new encoder brings its own. Optional.
 	GateBenign []float32
+	// GateKnown are embeddings of flows of the known attack classes the
+	// head was never fitted on (training's validation split), each with its
+	// class. The gate measures whether a candidate still names each known
+	// class on them as well as on its held-back exemplars, a quarter of 64:
+	// there one flow is 0.0625 and a family relabelled by a few poisoned
+	// labels can lose a tenth of its flows unseen. Like GateBenign it
+	// belongs to the encoder. Optional.
+	GateKnown []schemas.Exemplar
 	// P are the weights. Code that writes to them other than through this
 	// package must call WeightsChanged afterwards.
 	P Params
@@ -317,6 +325,7 @@ func (m *Model) Clone() *Model {
 	copy(c.invStd, m.invStd)
 	c.Exemplars = cloneExemplars(m.Exemplars)
 	c.GateBenign = slices.Clone(m.GateBenign)
+	c.GateKnown = cloneExemplars(m.GateKnown)
 	dst, src := c.P.slots(), m.P.slots()
 	for i := range dst {
 		copy(*dst[i], *src[i])

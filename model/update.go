@@ -45,6 +45,13 @@ func (m *Model) Update(kind schemas.UpdateKind) (*schemas.ModelUpdate, error) {
 	if d := m.EmbeddingDim(); kind == schemas.UpdateFull && len(m.GateBenign) > 0 {
 		u.Tensors = append(u.Tensors, schemas.Tensor{Name: TensorGateBenign, Rows: int32(len(m.GateBenign) / d), Cols: int32(d), Data: slices.Clone(m.GateBenign)})
 	}
+	if d := m.EmbeddingDim(); kind == schemas.UpdateFull && len(m.GateKnown) > 0 {
+		t := schemas.Tensor{Name: TensorGateKnown, Rows: int32(len(m.GateKnown)), Cols: int32(1 + d), Data: make([]float32, 0, len(m.GateKnown)*(1+d))}
+		for _, e := range m.GateKnown {
+			t.Data = append(append(t.Data, float32(e.Class)), e.Embedding...)
+		}
+		u.Tensors = append(u.Tensors, t)
+	}
 	if kind == schemas.UpdateFull && m.perFlow {
 		u.Tensors = append(u.Tensors, schemas.Tensor{Name: TensorPerFlow, Rows: 1, Cols: 1, Data: []float32{1}})
 	}
@@ -78,6 +85,43 @@ func takeGateBenign(tensors []schemas.Tensor, d int) ([]schemas.Tensor, []float3
 		}
 	}
 	return rest, slices.Clone(t.Data), nil
+}
+
+// TensorGateKnown carries Model.GateKnown in a full update, one row per
+// flow: its class index, then its embedding. Absent when there are none.
+const TensorGateKnown = "gate.known"
+
+// MaxGateKnown bounds the rows of TensorGateKnown, as MaxGateBenign does.
+const MaxGateKnown = 16384
+
+// takeGateKnown removes the known-class gate set from tensors and returns
+// it, checked against the embedding width d and the class count c: every
+// class index must name an attack class of the model.
+func takeGateKnown(tensors []schemas.Tensor, d, c int) ([]schemas.Tensor, []schemas.Exemplar, error) {
+	t, rest, err := takeTensor(tensors, TensorGateKnown)
+	if t == nil || err != nil {
+		return rest, nil, err
+	}
+	w := 1 + d
+	if t.Rows < 1 || t.Rows > MaxGateKnown || int(t.Cols) != w || len(t.Data) != int(t.Rows)*w {
+		return nil, nil, fmt.Errorf("model update: tensor %q: %w: %d×%d with %d values, want 1 to %d rows of %d",
+			TensorGateKnown, ErrShape, t.Rows, t.Cols, len(t.Data), MaxGateKnown, w)
+	}
+	out := make([]schemas.Exemplar, t.Rows)
+	for i := range out {
+		r := t.Data[i*w : (i+1)*w]
+		if k := r[0]; !(k >= 1 && k < float32(c) && k == float32(int32(k))) {
+			return nil, nil, fmt.Errorf("model update: tensor %q: %w: row %d has class %v, want an attack class index 1 to %d",
+				TensorGateKnown, ErrInvalid, i, k, c-1)
+		}
+		for j, v := range r[1:] {
+			if !finite32(v) {
+				return nil, nil, fmt.Errorf("model update: tensor %q: %w at row %d, column %d", TensorGateKnown, ErrNonFinite, i, j+1)
+			}
+		}
+		out[i] = schemas.Exemplar{Class: int32(r[0]), Embedding: slices.Clone(r[1:])}
+	}
+	return rest, out, nil
 }
 
 // takeTensor removes the tensor named name, which the model's Tensors do
@@ -161,6 +205,9 @@ func FromUpdate(u *schemas.ModelUpdate, specHash string) (*Model, error) {
 	}
 	m.perFlow = perFlow
 	if tensors, m.GateBenign, err = takeGateBenign(tensors, m.EmbeddingDim()); err != nil {
+		return nil, err
+	}
+	if tensors, m.GateKnown, err = takeGateKnown(tensors, m.EmbeddingDim(), m.NumClasses()); err != nil {
 		return nil, err
 	}
 	if err := fillTensors(m.Tensors(), tensors); err != nil {

@@ -38,6 +38,7 @@ func newTrainedLike(t testing.TB) *Model {
 	m.AnomalyThreshold = 2.5
 	m.Exemplars = []schemas.Exemplar{{Class: 1, Embedding: randSlice(rng, m.EmbeddingDim(), 1)}}
 	m.GateBenign = randSlice(rng, 3*m.EmbeddingDim(), 1)
+	m.GateKnown = []schemas.Exemplar{{Class: 2, Embedding: randSlice(rng, m.EmbeddingDim(), 1)}, {Class: 1, Embedding: randSlice(rng, m.EmbeddingDim(), 1)}}
 	return m
 }
 
@@ -94,6 +95,7 @@ func TestSaveLoadBitIdentical(t *testing.T) {
 	sameBits(t, "thresholds", got.Thresholds, m.Thresholds)
 	sameBits(t, "exemplar", got.Exemplars[0].Embedding, m.Exemplars[0].Embedding)
 	sameBits(t, "gate benign", got.GateBenign, m.GateBenign)
+	sameGateKnown(t, got.GateKnown, m.GateKnown)
 	gm, gs := got.Norm()
 	mm, ms := m.Norm()
 	sameBits(t, "norm mean", gm, mm)
@@ -131,6 +133,20 @@ func TestHeadUpdate(t *testing.T) {
 	sameBits(t, "step outputs", stepOutputs(got), stepOutputs(tuned))
 	// The gate set belongs to the encoder, which a head update keeps.
 	sameBits(t, "gate benign", got.GateBenign, base.GateBenign)
+	sameGateKnown(t, got.GateKnown, base.GateKnown)
+}
+
+func sameGateKnown(t *testing.T, got, want []schemas.Exemplar) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("gate known: %d rows, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i].Class != want[i].Class {
+			t.Errorf("gate known row %d: class %d, want %d", i, got[i].Class, want[i].Class)
+		}
+		sameBits(t, "gate known", got[i].Embedding, want[i].Embedding)
+	}
 }
 
 func TestUpdateRejected(t *testing.T) {
@@ -161,6 +177,14 @@ func TestUpdateRejected(t *testing.T) {
 		{"gate set rows", func(u *schemas.ModelUpdate) { gateOf(u).Rows = MaxGateBenign + 1 }, "", ErrShape, TensorGateBenign},
 		{"gate set NaN", func(u *schemas.ModelUpdate) { gateOf(u).Data[4] = float32(math.NaN()) }, "", ErrNonFinite, TensorGateBenign},
 		{"gate set twice", func(u *schemas.ModelUpdate) { u.Tensors = append(u.Tensors, *gateOf(u)) }, "", ErrInvalid, TensorGateBenign},
+		{"known gate set width", func(u *schemas.ModelUpdate) { tensorOf(u, TensorGateKnown).Cols-- }, "", ErrShape, TensorGateKnown},
+		{"known gate set rows", func(u *schemas.ModelUpdate) { tensorOf(u, TensorGateKnown).Rows = MaxGateKnown + 1 }, "", ErrShape, TensorGateKnown},
+		{"known gate set NaN", func(u *schemas.ModelUpdate) { tensorOf(u, TensorGateKnown).Data[3] = float32(math.NaN()) }, "", ErrNonFinite, TensorGateKnown},
+		{"known gate set benign class", func(u *schemas.ModelUpdate) { tensorOf(u, TensorGateKnown).Data[0] = 0 }, "", ErrInvalid, TensorGateKnown},
+		{"known gate set class past the last", func(u *schemas.ModelUpdate) { tensorOf(u, TensorGateKnown).Data[0] = 3 }, "", ErrInvalid, TensorGateKnown},
+		{"known gate set fractional class", func(u *schemas.ModelUpdate) { tensorOf(u, TensorGateKnown).Data[0] = 1.5 }, "", ErrInvalid, TensorGateKnown},
+		{"known gate set NaN class", func(u *schemas.ModelUpdate) { tensorOf(u, TensorGateKnown).Data[0] = float32(math.NaN()) }, "", ErrInvalid, TensorGateKnown},
+		{"known gate set twice", func(u *schemas.ModelUpdate) { u.Tensors = append(u.Tensors, *tensorOf(u, TensorGateKnown)) }, "", ErrInvalid, TensorGateKnown},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -177,14 +201,17 @@ func TestUpdateRejected(t *testing.T) {
 	}
 }
 
-// gateOf returns u's gate set tensor.
-func gateOf(u *schemas.ModelUpdate) *schemas.Tensor {
+// gateOf returns u's benign gate set tensor.
+func gateOf(u *schemas.ModelUpdate) *schemas.Tensor { return tensorOf(u, TensorGateBenign) }
+
+// tensorOf returns u's tensor of the name.
+func tensorOf(u *schemas.ModelUpdate, name string) *schemas.Tensor {
 	for i := range u.Tensors {
-		if u.Tensors[i].Name == TensorGateBenign {
+		if u.Tensors[i].Name == name {
 			return &u.Tensors[i]
 		}
 	}
-	panic("no gate set in the update")
+	panic("no " + name + " in the update")
 }
 
 func TestApplyHeadRejected(t *testing.T) {

@@ -82,6 +82,13 @@ type Config struct {
 	// measures a candidate's false-positive rate on them, flows the head
 	// never trained on. 0 stores none. Default 256.
 	GateBenign int `yaml:"gate-benign" help:"benign validation embeddings the model carries for the adapter's false-positive check"`
+	// GateKnown is how many validation flows' embeddings of each known
+	// attack class the model carries for the gate (model.Model.GateKnown):
+	// the gate checks that a candidate still names each class on them.
+	// 0 stores none. Default 32, so that with the 16 held-back exemplars a
+	// class's recall rests on 48 flows and a full update of a dozen classes
+	// still fits a 1 MiB record.
+	GateKnown int `yaml:"gate-known" help:"validation embeddings per known attack class the model carries for the adapter's recall check"`
 	// PredictAttacks makes known-attack flows targets of the next-flow
 	// predictor too. Off by default: they are still its context, but a
 	// predictor trained to anticipate known attacks makes them look normal
@@ -157,7 +164,7 @@ func DefaultConfig() Config {
 		Weights:   Weights{Predict: 1, Classify: 1, Meta: 0.5, Adversarial: 0.5},
 		Meta:      Meta{Ways: 5, Shots: 5, Queries: 8},
 		Adv:       Adv{Epsilon: 0.3, Steps: 1, EvalSteps: 10},
-		TargetFPR: 0.01, AnomalyFPR: 0.002, Exemplars: 64, GateBenign: 256, PredictL2: 1,
+		TargetFPR: 0.01, AnomalyFPR: 0.002, Exemplars: 64, GateBenign: 256, GateKnown: 32, PredictL2: 1,
 	}
 }
 
@@ -201,5 +208,6 @@ func (c Config) Validate() error {
 	bad("target-fpr", c.TargetFPR > 0 && c.TargetFPR < 0.5, "in (0, 0.5)", c.TargetFPR)
 	bad("exemplars", c.Exemplars >= 0 && c.Exemplars <= 10000, "between 0 and 10000", c.Exemplars)
 	bad("gate-benign", c.GateBenign >= 0 && c.GateBenign <= model.MaxGateBenign, fmt.Sprintf("between 0 and %d", model.MaxGateBenign), c.GateBenign)
+	bad("gate-known", c.GateKnown >= 0 && c.GateKnown <= 1024, "between 0 and 1024", c.GateKnown)
 	return errors.Join(errs...)
 }

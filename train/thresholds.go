@@ -7,13 +7,14 @@ import (
 	"sort"
 
 	"github.com/metaids/metaids/dataset"
+	"github.com/metaids/metaids/model"
 	"github.com/metaids/metaids/schemas"
 )
 
 // finish sets the thresholds from the validation split and stores
-// exemplars of the training split and the gate's benign set of the
-// validation split, all from one pass of the deployed path over the
-// streams validation may see.
+// exemplars of the training split and the gate's benign and known-class
+// sets of the validation split, all from one pass of the deployed path
+// over the streams validation may see.
 func (tr *trainer) finish() error {
 	d, m := tr.d, tr.m
 	var (
@@ -28,9 +29,16 @@ func (tr *trainer) finish() error {
 	G := tr.cfg.GateBenign
 	var gate [][]float32
 	gateSeen := 0
+	GK := tr.cfg.GateKnown
+	if C > 1 {
+		GK = min(GK, model.MaxGateKnown/(C-1)) // a model must load again
+	}
+	gateKnown := make([][]schemas.Exemplar, tr.nCls)
+	gateKnownSeen := make([]int, tr.nCls)
 	// Its own source, so that adding the gate set left the exemplars as
 	// they were.
 	gateRng := rand.New(rand.NewPCG(tr.cfg.Seed, 0x6a7e))
+	gateKnownRng := rand.New(rand.NewPCG(tr.cfg.Seed, 0x6a7f))
 	infer(m, tr.valS, func(i int) bool { return d.Class[i] >= 0 || d.Split[i] == dataset.Val }, func(i int, o *out) {
 		c := d.Class[i]
 		if d.Split[i] == dataset.Train {
@@ -49,6 +57,12 @@ func (tr *trainer) finish() error {
 			gateSeen++
 			gate = reservoir(gate, gateSeen, G, gateRng, func() []float32 { return slices.Clone(o.emb) })
 		}
+		if c > 0 && GK > 0 {
+			gateKnownSeen[c]++
+			gateKnown[c] = reservoir(gateKnown[c], gateKnownSeen[c], GK, gateKnownRng, func() schemas.Exemplar {
+				return schemas.Exemplar{Class: int32(c), Embedding: slices.Clone(o.emb)}
+			})
+		}
 		if c >= 0 {
 			probs = append(probs, o.probs...)
 			cls = append(cls, c)
@@ -61,6 +75,10 @@ func (tr *trainer) finish() error {
 	m.GateBenign = m.GateBenign[:0]
 	for _, e := range gate {
 		m.GateBenign = append(m.GateBenign, e...)
+	}
+	m.GateKnown = m.GateKnown[:0]
+	for _, e := range gateKnown {
+		m.GateKnown = append(m.GateKnown, e...)
 	}
 	// The anomaly threshold keeps AnomalyFPR of benign validation flows
 	// above it; without benign labels, of all validation flows.

@@ -193,6 +193,23 @@ func TestTrainSynthetic(t *testing.T) {
 	if m.SpecHash != features.Default().Hash() {
 		t.Errorf("spec hash %q, want %q", m.SpecHash, features.Default().Hash())
 	}
+	// The gate sets: benign and per known attack class, from validation
+	// flows, at most the configured number each.
+	if n := len(m.GateBenign) / m.EmbeddingDim(); n == 0 || n > cfg.GateBenign {
+		t.Errorf("benign gate set of %d flows, want 1 to %d", n, cfg.GateBenign)
+	}
+	perClass := make([]int, m.NumClasses())
+	for _, e := range m.GateKnown {
+		if e.Class < 1 || int(e.Class) >= m.NumClasses() || len(e.Embedding) != m.EmbeddingDim() {
+			t.Fatalf("known gate row of class %d, %d values; want an attack class, %d", e.Class, len(e.Embedding), m.EmbeddingDim())
+		}
+		perClass[e.Class]++
+	}
+	for k := 1; k < m.NumClasses(); k++ {
+		if n, val := perClass[k], d.Counts()[m.Classes()[k]][dataset.Val]; n != min(val, cfg.GateKnown) {
+			t.Errorf("known gate set holds %d flows of %s, want min(%d validation flows, %d)", n, m.Classes()[k], val, cfg.GateKnown)
+		}
+	}
 	ev := rep.Test
 	if ev.Classifier.F1 < 0.9 || ev.Classifier.FPR > 0.05 {
 		t.Errorf("classifier on synthetic test flows: %+v, want F1 ≥ 0.9 and FPR ≤ 5%%", ev.Classifier)
