@@ -124,11 +124,15 @@ func TestBurst(t *testing.T) {
 		default:
 		}
 		// It must have been a flood: at ten times the rate (five at
-		// least, on a loaded machine), building a backlog past one
-		// ingest batch, which the lag metric reported. Under the race
-		// detector the producer is as slow as the stages, and only the
-		// report is checked.
-		want := min(ic.Ingest.Batch.MaxRecords, n/8)
+		// least, on a loaded machine), building a backlog the lag metric
+		// reported. The reported peak is a sampled gauge, a tenth to a
+		// third of the real backlog here: each partition's lag is as of
+		// its last fetch, and the child, stopped for most of every 20 ms,
+		// reports every 100 ms. So the premise asks for a sixteenth of
+		// the flood (an eighth failed twice in a clean run, at 0.10 and
+		// 0.08 of it). Under the race detector the producer is as slow as
+		// the stages, and only the report is checked.
+		want := min(ic.Ingest.Batch.MaxRecords, n/16)
 		if raceEnabled {
 			want = 1
 		} else if r.arrival < 5*rate {
