@@ -126,7 +126,7 @@ func TestBurst(t *testing.T) {
 		// It must have been a flood: at ten times the rate (five at
 		// least, on a loaded machine), building a backlog the lag metric
 		// reported. The reported peak is a sampled gauge, a tenth to a
-		// third of the real backlog here: each partition's lag is as of
+		// half of the flood here: each partition's lag is as of
 		// its last fetch, and the child, stopped for most of every 20 ms,
 		// reports every 100 ms. So the premise asks for a sixteenth of
 		// the flood (an eighth failed twice in a clean run, at 0.10 and
