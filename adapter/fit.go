@@ -196,8 +196,13 @@ func fitHead(cur *model.Model, samples []sample, p fitParams, rng *rand.Rand) (*
 		r.Steps = ft.Steps
 		r.gate(cur, c, hold, benign, known, newNames, p)
 		if !r.Accepted {
+			// The report is the lightest fit's, with every strength's
+			// reason: why the prototype alone fails is seldom why the full
+			// fine-tune does, and an operator needs both.
 			if !haveRejct {
 				rejected, haveRejct = r, true
+			} else {
+				rejected.Reason += fmt.Sprintf("; with %d fine-tuning steps: %s", r.Steps, r.Reason)
 			}
 			continue
 		}

@@ -103,6 +103,11 @@ func TestFitHead(t *testing.T) {
 				if !slices.ContainsFunc(tc.reasons, func(r string) bool { return strings.Contains(rep.Reason, r) }) {
 					t.Errorf("rejection reason %q, want it to contain one of %q", rep.Reason, tc.reasons)
 				}
+				// Every fit strength was refused, and the reason says why
+				// for each.
+				if n := strings.Count(rep.Reason, " fine-tuning steps: "); n != len(fitStrengths)-1 {
+					t.Errorf("rejection reason %q gives %d stronger fits' reasons, want %d", rep.Reason, n, len(fitStrengths)-1)
+				}
 				return
 			}
 			for _, fam := range knownFamilies[1:] {
