@@ -192,12 +192,13 @@ func lossSignificant(lost, gained int) bool {
 	}
 	// P(X ≥ lost) for X ~ Binomial(n, 1/2), summed in log space so that
 	// thousands of flows do not underflow.
+	lc, _ := math.Lgamma(float64(n + 1))
+	lc -= float64(n) * math.Ln2
 	p := 0.0
 	for x := lost; x <= n; x++ {
-		lc, _ := math.Lgamma(float64(n + 1))
 		la, _ := math.Lgamma(float64(x + 1))
 		lb, _ := math.Lgamma(float64(n - x + 1))
-		p += math.Exp(lc - la - lb - float64(n)*math.Ln2)
+		p += math.Exp(lc - la - lb)
 	}
 	return p < 0.1
 }

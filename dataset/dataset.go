@@ -188,7 +188,6 @@ func (d *Dataset) Streams(keep func(i int) bool) []Stream {
 	var (
 		out   []Stream
 		peers []features.PeerMemory // per stream
-		buf   []byte
 	)
 	last := make([]int64, len(d.Hosts))
 	for i := range d.Records {
@@ -213,8 +212,7 @@ func (d *Dataset) Streams(keep func(i int) bool) []Stream {
 			if s.Len() > 0 {
 				dt = features.DeltaT(start - last[h])
 			}
-			buf = features.AppendPeer(buf[:0], fl)
-			seen, dtDst = peers[p].See(features.PeerKey(buf), start)
+			seen, dtDst = peers[p].See(features.FlowPeerKey(fl), start)
 		}
 		last[h] = start
 		s.Idx = append(s.Idx, i)

@@ -104,7 +104,6 @@ func runOffline(ctx context.Context, cfg Config, m *model.Model, es *evalSet, lo
 	var (
 		out    model.StepOut
 		vec    []float32
-		peer   []byte
 		chunk  []int
 		ents   []*hostEntry
 		before []uint32
@@ -139,8 +138,7 @@ func runOffline(ctx context.Context, cfg Config, m *model.Model, es *evalSet, lo
 			vec = features.Vector(vec[:0], fl)
 			copy(x[k*f:(k+1)*f], vec)
 			x[k*f+features.IdxDeltaT] = dt
-			peer = features.AppendPeer(peer[:0], fl)
-			x[k*f+features.IdxDstRepeat], x[k*f+features.IdxDeltaDst] = e.peers.See(features.PeerKey(peer), fl.StartNs)
+			x[k*f+features.IdxDstRepeat], x[k*f+features.IdxDeltaDst] = e.peers.See(features.FlowPeerKey(fl), fl.StartNs)
 			copy(hs[k*hid:(k+1)*hid], e.h)
 			copy(cs[k*hid:(k+1)*hid], e.c)
 			chunk, ents, before = append(chunk, j), append(ents, e), append(before, bf)

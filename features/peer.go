@@ -1,9 +1,11 @@
 package features
 
+import "github.com/metaids/metaids/schemas"
+
 // PeerSlots is how many responders a PeerMemory remembers per host. A beacon
 // or an exfiltration drop is contacted every minute or two; an office host
 // talks to far fewer than 16 other addresses in that time, so the attack's
-// peer stays remembered while the memory costs 256 bytes per host.
+// peer stays remembered while the memory costs 264 bytes per host.
 const PeerSlots = 16
 
 // PeerMemory is one host's recent responders and when its last flow to
@@ -44,6 +46,14 @@ func (m *PeerMemory) See(peer uint64, startNs int64) (seen, dt float32) {
 
 // Reset empties m, for a host whose state starts afresh.
 func (m *PeerMemory) Reset() { m.N = 0 }
+
+// FlowPeerKey returns the PeerKey of f's responder: what the scorer
+// computes from the peer column of f's features row, for code that holds
+// the flow itself (the trainer, offline eval).
+func FlowPeerKey(f *schemas.Flow) uint64 {
+	var buf [64]byte // the longest canonical address is 39 bytes; no allocation
+	return PeerKey(AppendPeer(buf[:0], f))
+}
 
 // PeerKey returns the key PeerMemory remembers a responder by: FNV-1a over
 // its canonical address (AppendPeer, or the peer column of a features

@@ -1,6 +1,11 @@
 package features
 
-import "testing"
+import (
+	"net/netip"
+	"testing"
+
+	"github.com/metaids/metaids/schemas"
+)
 
 func TestPeerMemory(t *testing.T) {
 	var m PeerMemory
@@ -48,5 +53,12 @@ func TestPeerMemory(t *testing.T) {
 func TestPeerKeyAgreesForStringAndBytes(t *testing.T) {
 	if PeerKey("10.0.0.1") != PeerKey([]byte("10.0.0.1")) || PeerKey("10.0.0.1") == PeerKey("10.0.0.2") {
 		t.Errorf("PeerKey: string and bytes must agree, distinct addresses differ")
+	}
+}
+
+func TestFlowPeerKeyAllocatesNothing(t *testing.T) {
+	f := schemas.Flow{DstAddr: netip.MustParseAddr("2001:db8:85a3:8d3:1319:8a2e:370:7348")}
+	if n := testing.AllocsPerRun(100, func() { FlowPeerKey(&f) }); n != 0 {
+		t.Errorf("FlowPeerKey allocates %v times per call, want 0", n)
 	}
 }

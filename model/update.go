@@ -71,13 +71,9 @@ const MaxGateBenign = 4096
 // takeGateBenign removes the gate set from tensors and returns it, checked
 // against the embedding width d.
 func takeGateBenign(tensors []schemas.Tensor, d int) ([]schemas.Tensor, []float32, error) {
-	t, rest, err := takeTensor(tensors, TensorGateBenign)
+	t, rest, err := takeRows(tensors, TensorGateBenign, MaxGateBenign, d)
 	if t == nil || err != nil {
 		return rest, nil, err
-	}
-	if t.Rows < 1 || t.Rows > MaxGateBenign || int(t.Cols) != d || len(t.Data) != int(t.Rows)*d {
-		return nil, nil, fmt.Errorf("model update: tensor %q: %w: %d×%d with %d values, want 1 to %d rows of %d",
-			TensorGateBenign, ErrShape, t.Rows, t.Cols, len(t.Data), MaxGateBenign, d)
 	}
 	for j, v := range t.Data {
 		if !finite32(v) {
@@ -98,14 +94,10 @@ const MaxGateKnown = 16384
 // it, checked against the embedding width d and the class count c: every
 // class index must name an attack class of the model.
 func takeGateKnown(tensors []schemas.Tensor, d, c int) ([]schemas.Tensor, []schemas.Exemplar, error) {
-	t, rest, err := takeTensor(tensors, TensorGateKnown)
+	w := 1 + d
+	t, rest, err := takeRows(tensors, TensorGateKnown, MaxGateKnown, w)
 	if t == nil || err != nil {
 		return rest, nil, err
-	}
-	w := 1 + d
-	if t.Rows < 1 || t.Rows > MaxGateKnown || int(t.Cols) != w || len(t.Data) != int(t.Rows)*w {
-		return nil, nil, fmt.Errorf("model update: tensor %q: %w: %d×%d with %d values, want 1 to %d rows of %d",
-			TensorGateKnown, ErrShape, t.Rows, t.Cols, len(t.Data), MaxGateKnown, w)
 	}
 	out := make([]schemas.Exemplar, t.Rows)
 	for i := range out {
@@ -122,6 +114,20 @@ func takeGateKnown(tensors []schemas.Tensor, d, c int) ([]schemas.Tensor, []sche
 		out[i] = schemas.Exemplar{Class: int32(r[0]), Embedding: slices.Clone(r[1:])}
 	}
 	return rest, out, nil
+}
+
+// takeRows is takeTensor for a tensor of 1 to maxRows rows of cols
+// values each, checked.
+func takeRows(tensors []schemas.Tensor, name string, maxRows, cols int) (*schemas.Tensor, []schemas.Tensor, error) {
+	t, rest, err := takeTensor(tensors, name)
+	if t == nil || err != nil {
+		return t, rest, err
+	}
+	if t.Rows < 1 || int(t.Rows) > maxRows || int(t.Cols) != cols || len(t.Data) != int(t.Rows)*cols {
+		return nil, nil, fmt.Errorf("model update: tensor %q: %w: %d×%d with %d values, want 1 to %d rows of %d",
+			name, ErrShape, t.Rows, t.Cols, len(t.Data), maxRows, cols)
+	}
+	return t, rest, nil
 }
 
 // takeTensor removes the tensor named name, which the model's Tensors do

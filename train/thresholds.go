@@ -22,64 +22,46 @@ func (tr *trainer) finish() error {
 		probs               []float32
 		cls                 []int
 	)
-	ex := make([][]schemas.Exemplar, tr.nCls)
-	seen := make([]int, tr.nCls)
 	M := tr.cfg.Exemplars
 	C := tr.nCls
 	G := tr.cfg.GateBenign
-	var gate [][]float32
-	gateSeen := 0
 	GK := tr.cfg.GateKnown
 	if C > 1 {
 		GK = min(GK, model.MaxGateKnown/(C-1)) // a model must load again
 	}
-	gateKnown := make([][]schemas.Exemplar, tr.nCls)
-	gateKnownSeen := make([]int, tr.nCls)
-	// Its own source, so that adding the gate set left the exemplars as
-	// they were.
+	// Exemplars come from the training split, the gate sets from the
+	// validation split; each gate set has its own source, so that adding
+	// it left what was sampled before as it was.
+	ex, gate := newClassSample(C), newClassSample(C)
 	gateRng := rand.New(rand.NewPCG(tr.cfg.Seed, 0x6a7e))
 	gateKnownRng := rand.New(rand.NewPCG(tr.cfg.Seed, 0x6a7f))
 	infer(m, tr.valS, func(i int) bool { return d.Class[i] >= 0 || d.Split[i] == dataset.Val }, func(i int, o *out) {
 		c := d.Class[i]
 		if d.Split[i] == dataset.Train {
-			// Reservoir sampling keeps a uniform sample of each class.
 			if c >= 0 && M > 0 {
-				seen[c]++
-				ex[c] = reservoir(ex[c], seen[c], M, tr.rng, func() schemas.Exemplar {
-					return schemas.Exemplar{Class: int32(c), Embedding: slices.Clone(o.emb)}
-				})
+				ex.offer(c, M, tr.rng, o.emb)
 			}
 			return
 		}
 		anomAll = append(anomAll, o.anomaly)
 		if c == 0 {
 			anomBenign = append(anomBenign, o.anomaly)
-			gateSeen++
-			gate = reservoir(gate, gateSeen, G, gateRng, func() []float32 { return slices.Clone(o.emb) })
+			gate.offer(0, G, gateRng, o.emb)
 		}
 		if c > 0 && GK > 0 {
-			gateKnownSeen[c]++
-			gateKnown[c] = reservoir(gateKnown[c], gateKnownSeen[c], GK, gateKnownRng, func() schemas.Exemplar {
-				return schemas.Exemplar{Class: int32(c), Embedding: slices.Clone(o.emb)}
-			})
+			gate.offer(c, GK, gateKnownRng, o.emb)
 		}
 		if c >= 0 {
 			probs = append(probs, o.probs...)
 			cls = append(cls, c)
 		}
 	})
-	m.Exemplars = m.Exemplars[:0]
-	for _, e := range ex {
-		m.Exemplars = append(m.Exemplars, e...)
-	}
+	m.Exemplars = ex.classes(0)
 	m.GateBenign = m.GateBenign[:0]
-	for _, e := range gate {
-		m.GateBenign = append(m.GateBenign, e...)
+	for _, e := range gate.kept[0] {
+		m.GateBenign = append(m.GateBenign, e.Embedding...)
 	}
-	m.GateKnown = m.GateKnown[:0]
-	for _, e := range gateKnown {
-		m.GateKnown = append(m.GateKnown, e...)
-	}
+	m.GateKnown = gate.classes(1)
 	// The anomaly threshold keeps AnomalyFPR of benign validation flows
 	// above it; without benign labels, of all validation flows.
 	ref := anomBenign
@@ -97,17 +79,35 @@ func (tr *trainer) finish() error {
 	return nil
 }
 
-// reservoir adds the seen-th item of a stream to s, a uniform sample of at
-// most m of them (reservoir sampling): item is called only when the item
-// is kept, so rejected embeddings are never copied.
-func reservoir[T any](s []T, seen, m int, rng *rand.Rand, item func() T) []T {
-	if len(s) < m {
-		return append(s, item())
+// classSample keeps a uniform sample of the embeddings offered for each
+// class (reservoir sampling): an embedding is copied only when kept.
+type classSample struct {
+	kept [][]schemas.Exemplar
+	seen []int
+}
+
+func newClassSample(classes int) *classSample {
+	return &classSample{kept: make([][]schemas.Exemplar, classes), seen: make([]int, classes)}
+}
+
+// offer adds an embedding of class c to its sample of at most m.
+func (s *classSample) offer(c, m int, rng *rand.Rand, emb []float32) {
+	s.seen[c]++
+	keep := func() schemas.Exemplar { return schemas.Exemplar{Class: int32(c), Embedding: slices.Clone(emb)} }
+	if len(s.kept[c]) < m {
+		s.kept[c] = append(s.kept[c], keep())
+	} else if r := rng.IntN(s.seen[c]); r < m {
+		s.kept[c][r] = keep()
 	}
-	if r := rng.IntN(seen); r < m {
-		s[r] = item()
+}
+
+// classes returns the samples of classes from on, class by class.
+func (s *classSample) classes(from int) []schemas.Exemplar {
+	var out []schemas.Exemplar
+	for _, k := range s.kept[from:] {
+		out = append(out, k...)
 	}
-	return s
+	return out
 }
 
 // capFPR raises class thresholds until at most target of the benign
