@@ -79,11 +79,14 @@ func (s *Stage) fit(ctx context.Context, trigger string) error {
 	start := time.Now()
 	cand, rep, err := fitHead(s.cur, samples, s.params, rng)
 	s.met.fitSeconds.Observe(time.Since(start).Seconds())
+	// The labels are settled before the gate's verdict is counted, so that
+	// whoever sees the verdict (a dashboard, a test) sees its labels'
+	// outcomes too.
 	if err != nil || !rep.Accepted {
-		s.met.gate.WithLabelValues("rejected").Inc()
 		for _, p := range used {
 			s.join.settle(p, outcomeRejected)
 		}
+		s.met.gate.WithLabelValues("rejected").Inc()
 		if err != nil {
 			s.log.Warn("fit failed", "model_version", s.cur.Version, "labels", len(used), "err", err)
 		} else {
@@ -93,10 +96,10 @@ func (s *Stage) fit(ctx context.Context, trigger string) error {
 		s.commitResume(ctx)
 		return nil
 	}
-	s.met.gate.WithLabelValues("accepted").Inc()
 	for _, p := range used {
 		s.join.settle(p, outcomePublished)
 	}
+	s.met.gate.WithLabelValues("accepted").Inc()
 	cand.Version, cand.ParentVersion, cand.CreatedNs = version, s.cur.Version, time.Now().UnixNano()
 	u, err := cand.Update(schemas.UpdateHead)
 	if err != nil {
