@@ -17,7 +17,7 @@ import (
 // smallSequence is a sequence scenario small enough for unit tests, with
 // every family and routine in it.
 func smallSequence() integration.SequenceConfig {
-	return integration.SequenceConfig{Seed: 3, Hosts: 24, Duration: 40 * time.Minute, Infected: 2, Rate: 0.03}
+	return integration.SequenceConfig{Seed: 3, Hosts: 24, Duration: 40 * time.Minute, Infected: 2, Rate: 0.03, Sessions: 2}
 }
 
 func writeEvents(t *testing.T, path, format string, evs []integration.Event) {

@@ -37,11 +37,19 @@ type SequenceConfig struct {
 	// own rate is this times a lognormal factor (see ProfileOffice).
 	// Default 0.03.
 	Rate float64 `yaml:"rate" help:"median benign flows per second of a host"`
+	// Sessions is the mean number of benign look-alike sessions (see
+	// integration.Sessions) a host starts per hour, each of 3 to 8 flows
+	// made exactly as one sequence family makes its flows. Default 2:
+	// about 2% of the benign flows look like each family's, so a detector
+	// of single flows cannot flag a family's flows without flagging more
+	// than 1% of benign ones. 0 turns them off (the scenario as it was
+	// before they existed).
+	Sessions float64 `yaml:"sessions" help:"mean benign look-alike sessions (short runs of a sequence family's flows) per host and hour"`
 }
 
 // DefaultSequenceConfig returns the defaults documented on SequenceConfig.
 func DefaultSequenceConfig() SequenceConfig {
-	return SequenceConfig{Seed: 1, Hosts: 120, Duration: 3 * time.Hour, Infected: 4, Rate: 0.03}
+	return SequenceConfig{Seed: 1, Hosts: 120, Duration: 3 * time.Hour, Infected: 4, Rate: 0.03, Sessions: 2}
 }
 
 // Validate reports every problem with c, each naming its flag.
@@ -59,6 +67,9 @@ func (c SequenceConfig) Validate() error {
 	}
 	if !(c.Rate > 0 && c.Rate <= 100) {
 		errs = append(errs, fmt.Errorf("-sequence.rate: must be in (0, 100], got %g", c.Rate))
+	}
+	if !(c.Sessions >= 0 && c.Sessions <= 60) {
+		errs = append(errs, fmt.Errorf("-sequence.sessions: must be between 0 and 60, got %g", c.Sessions))
 	}
 	return errors.Join(errs...)
 }
@@ -87,7 +98,10 @@ type Scenario struct {
 // hosts (ProfileOffice) for Duration, of which Infected per sequence family
 // run that attack alongside their benign traffic, and many run benign
 // routines (NTP polls, update checks, backups), so that periodicity and
-// repetition are not by themselves signs of an attack.
+// repetition are not by themselves signs of an attack, and every host
+// starts short look-alike sessions (Sessions per hour, see Sessions), so
+// that no single attack flow, with its gap to the host's last flow to the
+// same destination, is one: only an attack's persistence gives it away.
 //
 // Each part draws, from its own seeded source: which hosts are infected;
 // each attack's start (in the first third of the part), length (at least
@@ -97,7 +111,10 @@ type Scenario struct {
 // 30 to 60%: about as often as, or less often than, the host's own flows);
 // and each host's routines (NTP with probability 0.6, polling every
 // 64·2^k s for k in 0..4; update checks with probability 0.6, every 10 to
-// 60 min; backups with probability 0.25, 10 to 40 chunks every 1 to 2 h).
+// 60 min; backups with probability 0.25, 10 to 40 chunks every 1 to 2 h);
+// and, from a source of their own, each host's sessions (a Poisson process;
+// kind uniform; 3 to 8 flows with the imitated family's timing; a fresh
+// target each).
 // The test part's hosts are HostAddr(10000) onwards, the train part's
 // HostAddr(0) onwards, and the test part starts an hour after the train part
 // ends, so a model trained on one and tested on the other has seen neither
@@ -133,17 +150,14 @@ func SequenceScenario(cfg SequenceConfig, part Part) (*Scenario, error) {
 			switch fam {
 			case FamilySlowBeacon:
 				a.Target = external(198, 51, 100)
-				a.Period, a.Jitter = span(30*time.Second, 90*time.Second), uniform(0.1, 0.3)
 			case FamilySlowScan:
-				a.Target = netip.AddrFrom4([4]byte{10, 1, byte(rng.IntN(256)), 1})
-				a.Period, a.Jitter, a.Span = span(15*time.Second, 45*time.Second), uniform(0.2, 0.5), 254
+				a.Target, a.Span = netip.AddrFrom4([4]byte{10, 1, byte(rng.IntN(256)), 1}), 254
 			case FamilySlowExfil:
 				a.Target = external(203, 0, 113)
-				a.Period, a.Jitter = span(45*time.Second, 120*time.Second), uniform(0.1, 0.4)
 			case FamilyCredStuffing:
 				a.Target = external(192, 0, 2)
-				a.Period, a.Jitter = span(15*time.Second, 45*time.Second), uniform(0.3, 0.6)
 			}
+			a.Period, a.Jitter = timing(rng, fam)
 			sc.Attacks = append(sc.Attacks, a)
 		}
 	}
@@ -169,12 +183,58 @@ func SequenceScenario(cfg SequenceConfig, part Part) (*Scenario, error) {
 				Start: span(0, p), Duration: d, Period: p, Jitter: 0.05, Chunks: 10 + rng.IntN(31)})
 		}
 	}
+	// Sessions come from a source of their own, so that adding them left
+	// the attacks and routines of a seed as they were.
+	srng := rand.New(rand.NewPCG(cfg.Seed, 0x5e55+idx))
+	for i := range cfg.Hosts {
+		if cfg.Sessions <= 0 {
+			break
+		}
+		h := HostAddr(first + i)
+		mean := time.Duration(float64(time.Hour) / cfg.Sessions)
+		for at := time.Duration(srng.ExpFloat64() * float64(mean)); at < d; at += time.Duration(srng.ExpFloat64() * float64(mean)) {
+			k := srng.IntN(len(Sessions))
+			r := Routine{Kind: Sessions[k], Host: h, Start: at, Duration: d - at, Count: 3 + srng.IntN(6)}
+			switch r.Kind {
+			case SessionPolling:
+				r.Target = netip.AddrFrom4([4]byte{104, 16, byte(srng.IntN(256)), byte(1 + srng.IntN(254))})
+			case SessionScanLike:
+				r.Target = netip.AddrFrom4([4]byte{10, 2, byte(srng.IntN(256)), byte(1 + srng.IntN(200))})
+			case SessionAutosave:
+				r.Target = netip.AddrFrom4([4]byte{52, 96, byte(srng.IntN(256)), byte(1 + srng.IntN(254))})
+			case SessionLoginRetry:
+				r.Target = netip.AddrFrom4([4]byte{20, 190, byte(srng.IntN(256)), byte(1 + srng.IntN(254))})
+			}
+			r.Period, r.Jitter = timing(srng, sessionFamily[r.Kind])
+			sc.Routines = append(sc.Routines, r)
+		}
+	}
 	sc.Options = []Option{Seed(2*cfg.Seed + idx), Hosts(cfg.Hosts), FirstHost(first), Start(sc.Start),
 		Rate(cfg.Rate), WithProfile(ProfileOffice), WithAttacks(sc.Attacks...)}
 	for _, r := range sc.Routines {
 		sc.Options = append(sc.Options, WithRoutine(r))
 	}
 	return sc, nil
+}
+
+// timing draws a sequence family's period and jitter, for an attack of the
+// family or a session imitating it: beacon every 30 to 90 s with 10 to 30%
+// jitter; scan probe every 15 to 45 s, 20 to 50%; exfiltration upload
+// every 45 to 120 s, 10 to 40%; stuffing attempt every 15 to 45 s, 30 to
+// 60%.
+func timing(rng *rand.Rand, family string) (time.Duration, float64) {
+	uniform := func(lo, hi float64) float64 { return lo + (hi-lo)*rng.Float64() }
+	span := func(lo, hi time.Duration) time.Duration { return time.Duration(uniform(float64(lo), float64(hi))) }
+	switch family {
+	case FamilySlowBeacon:
+		return span(30*time.Second, 90*time.Second), uniform(0.1, 0.3)
+	case FamilySlowScan:
+		return span(15*time.Second, 45*time.Second), uniform(0.2, 0.5)
+	case FamilySlowExfil:
+		return span(45*time.Second, 120*time.Second), uniform(0.1, 0.4)
+	default: // FamilyCredStuffing
+		return span(15*time.Second, 45*time.Second), uniform(0.3, 0.6)
+	}
 }
 
 // Events generates the part's flows, in time order, up to its end. Their

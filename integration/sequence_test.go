@@ -20,8 +20,8 @@ const contextWindow = 30 * time.Minute
 const numContext = 4
 
 // flowRows returns, for each event, the per-flow input of the model
-// (features.Vector with dt_prev filled from the host's previous flow, as
-// the scorer fills it) and numContext statistics of the host's history
+// (features.Vector with dt_prev, dst_repeat and dt_dst filled from the
+// host's earlier flows, as the scorer fills them) and numContext statistics of the host's history
 // before it, which no single flow holds:
 //
 //  0. log1p of the host's flows to the same destination in the last 30 min;
@@ -39,6 +39,7 @@ func flowRows(evs []Event) (x [][]float32, ctx [][]float32) {
 		answered bool
 	}
 	hist := map[netip.Addr][]past{}
+	peers := map[netip.Addr]*features.PeerMemory{}
 	for _, ev := range evs {
 		f := &ev.Flow
 		h := hist[f.SrcAddr]
@@ -46,6 +47,12 @@ func flowRows(evs []Event) (x [][]float32, ctx [][]float32) {
 		if len(h) > 0 {
 			v[features.IdxDeltaT] = features.DeltaTBetween(h[len(h)-1].ns, f.StartNs)
 		}
+		m := peers[f.SrcAddr]
+		if m == nil {
+			m = new(features.PeerMemory)
+			peers[f.SrcAddr] = m
+		}
+		v[features.IdxDstRepeat], v[features.IdxDeltaDst] = m.See(features.FlowPeerKey(f), f.StartNs)
 		answered := f.PktsIn > 0 && f.TCPFlags&0x04 == 0
 		from := sort.Search(len(h), func(i int) bool { return h[i].ns >= f.StartNs-int64(contextWindow) })
 		same := 0
@@ -212,13 +219,16 @@ func recallAtFPR(benign, attack []float64, fpr float64) float64 {
 // what they claim: trained on the train part's flows and scored on the
 // test part's (other hosts, other time, other implants), a k-nearest-
 // neighbour classifier on each flow's model input (features.Vector with
-// dt_prev) cannot find them at a 1% benign false positive rate, while the
-// same classifier given four statistics of the host's history before each
-// flow (repeats to the destination, their spacing and regularity, fan-out)
-// finds nearly all of them. Benign routines (NTP, update checks, backups)
-// are in the benign data, so periodicity or repetition alone does not pass.
-// The threshold is set on the test part's benign scores, the most
-// favourable choice for the per-flow classifier.
+// dt_prev, dst_repeat and dt_dst, filled as the scorer fills them) finds
+// about half of the families' flows or less at a 1% benign false positive
+// rate, and each family clearly less than the same classifier given four
+// statistics of the host's history before each flow (repeats to the
+// destination, their spacing and regularity, fan-out), which finds nearly
+// all of them. Benign routines (NTP, update checks, backups) and
+// look-alike sessions are in the benign data, so periodicity, repetition
+// or a short gap to the same destination alone does not pass. The
+// threshold is set on the test part's benign scores, the most favourable
+// choice for the per-flow classifier.
 func TestSequenceFamiliesNeedTheSequence(t *testing.T) {
 	cfg := DefaultSequenceConfig()
 	parts := map[Part][]Event{}
@@ -230,12 +240,15 @@ func TestSequenceFamiliesNeedTheSequence(t *testing.T) {
 		parts[p] = sc.Events()
 	}
 	const (
-		nBenign    = 6000
-		nAttack    = 400
-		k          = 15
-		fpr        = 0.01
-		maxPerFlow = 0.5
-		minWithSeq = 0.85
+		nBenign = 6000
+		nAttack = 400
+		k       = 15
+		fpr     = 0.01
+		// Single flows may give a family partly away, since only
+		// about 2% of benign flows imitate each family; not mostly.
+		maxMeanPerFlow = 0.55
+		minGain        = 0.2
+		minWithSeq     = 0.85
 	)
 	rng := rand.New(rand.NewPCG(11, 0))
 	type set struct {
@@ -272,6 +285,7 @@ func TestSequenceFamiliesNeedTheSequence(t *testing.T) {
 
 	nnFlow := knn(train.flow, train.label, test.flow, k)
 	nnSeq := knn(train.seq, train.label, test.seq, k)
+	var meanPerFlow float64
 	for _, fam := range SequenceFamilies {
 		// A family's score is the share of its training flows among a
 		// test flow's neighbours; only benign flows and this family's are
@@ -281,12 +295,16 @@ func TestSequenceFamiliesNeedTheSequence(t *testing.T) {
 		b, a = scores(nnSeq, test.label, fam)
 		withSeq := recallAtFPR(b, a, fpr)
 		t.Logf("%-20s recall at %.0f%% benign FPR: per flow %.3f, with host history %.3f", fam, 100*fpr, perFlow, withSeq)
-		if perFlow > maxPerFlow {
-			t.Errorf("%s: per-flow recall at %.0f%% FPR = %.3f, want ≤ %.1f: single flows give the family away", fam, 100*fpr, perFlow, maxPerFlow)
+		meanPerFlow += perFlow / float64(len(SequenceFamilies))
+		if withSeq-perFlow < minGain {
+			t.Errorf("%s: recall at %.0f%% FPR per flow %.3f, with host history %.3f: want the history to add ≥ %.1f", fam, 100*fpr, perFlow, withSeq, minGain)
 		}
 		if withSeq < minWithSeq {
 			t.Errorf("%s: recall with host history at %.0f%% FPR = %.3f, want ≥ %.1f: the sequence does not give the family away", fam, 100*fpr, withSeq, minWithSeq)
 		}
+	}
+	if meanPerFlow > maxMeanPerFlow {
+		t.Errorf("mean per-flow recall at %.0f%% FPR = %.3f, want ≤ %.2f: single flows give the families away", 100*fpr, meanPerFlow, maxMeanPerFlow)
 	}
 }
 
@@ -305,6 +323,74 @@ func standardise(ref, query [][]float64) {
 		for _, rows := range [][][]float64{ref, query} {
 			for i := range rows {
 				rows[i][j] = (rows[i][j] - m) / sd
+			}
+		}
+	}
+}
+
+// TestSessionsImitateTheirFamily checks the look-alike sessions: each is
+// Count benign flows of its kind from its host, spaced as its period and
+// jitter allow, the scan-like one to consecutive addresses, and adding
+// sessions to the scenario leaves its attacks and routines as they were.
+func TestSessionsImitateTheirFamily(t *testing.T) {
+	cfg := DefaultSequenceConfig()
+	cfg.Hosts, cfg.Infected, cfg.Duration = 16, 1, time.Hour
+	sc, err := SequenceScenario(cfg, PartTest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := cfg
+	off.Sessions = 0
+	bare, err := SequenceScenario(off, PartTest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(sc.Attacks, bare.Attacks) {
+		t.Errorf("attacks change with sessions:\n%+v\n%+v", sc.Attacks, bare.Attacks)
+	}
+	if n := len(bare.Routines); n == 0 || !slices.Equal(sc.Routines[:n], bare.Routines) {
+		t.Errorf("routines change with sessions")
+	}
+	sessions := sc.Routines[len(bare.Routines):]
+	kinds := map[string]int{}
+	for _, r := range sessions {
+		kinds[r.Kind]++
+		if r.Count < 3 || r.Count > 8 {
+			t.Errorf("%s session of %d flows, want 3 to 8", r.Kind, r.Count)
+		}
+	}
+	for _, k := range Sessions {
+		if kinds[k] == 0 {
+			t.Errorf("no %s session among %d: %v", k, len(sessions), kinds)
+		}
+	}
+
+	// Run each session alone, so its flows are told apart by host.
+	for i, r := range sessions[:min(len(sessions), 40)] {
+		// Without the part's end, which cuts some sessions short.
+		r.Host, r.Duration = HostAddr(60000+i), 24*time.Hour
+		tr := NewTraffic(Hosts(0), Start(sc.Start), WithProfile(ProfileOffice), WithAttacks(), WithRoutine(r))
+		evs := tr.Events(r.Count)
+		if len(tr.q) != 0 {
+			t.Errorf("%s session goes on after its %d flows", r.Kind, r.Count)
+		}
+		for j, ev := range evs {
+			if ev.Label != FamilyBenign || ev.Kind != r.Kind || ev.Flow.SrcAddr != r.Host {
+				t.Fatalf("%s flow %d: label %s kind %s from %s", r.Kind, j, ev.Label, ev.Kind, ev.Flow.SrcAddr)
+			}
+			if r.Kind == SessionScanLike && ev.Flow.DstAddr != addrPlus(r.Target, j) {
+				t.Errorf("%s flow %d to %s, want %s", r.Kind, j, ev.Flow.DstAddr, addrPlus(r.Target, j))
+			}
+			if r.Kind != SessionScanLike && ev.Flow.DstAddr != r.Target {
+				t.Errorf("%s flow %d to %s, want %s", r.Kind, j, ev.Flow.DstAddr, r.Target)
+			}
+			if j > 0 {
+				gap := time.Duration(ev.Flow.StartNs - evs[j-1].Flow.StartNs)
+				lo := time.Duration(float64(r.Period) * (1 - r.Jitter))
+				hi := time.Duration(float64(r.Period) * (1 + r.Jitter))
+				if gap < lo-time.Millisecond || gap > hi+time.Millisecond {
+					t.Errorf("%s flow %d: gap %s outside [%s, %s]", r.Kind, j, gap, lo, hi)
+				}
 			}
 		}
 	}

@@ -84,8 +84,44 @@ const (
 	RoutineBackup = "backup"
 )
 
-// Routines lists the routine kinds in a fixed order.
-var Routines = []string{RoutineNTP, RoutineUpdate, RoutineBackup}
+// Session kinds: short benign runs of Count flows, one every Period
+// (±Jitter), each made exactly as one sequence family makes its flows, so
+// that no single attack flow, nor its gap to the host's last flow to the
+// same destination (dt_dst), tells it from a benign one. What a session
+// does not have is the attack's persistence: a handful of flows, not
+// hours of them.
+const (
+	// SessionPolling is a web app polling its server while a page is open:
+	// FamilySlowBeacon's flows (one KindPoll exchange repeated, sizes
+	// varied by 10%).
+	SessionPolling = "app_polling"
+	// SessionScanLike is a client trying a list of stale addresses in turn
+	// (printer discovery, a share browser): FamilySlowScan's flows, to
+	// consecutive addresses from Target.
+	SessionScanLike = "stale_sweep"
+	// SessionAutosave is an editor saving a document to a cloud store while
+	// someone edits it: FamilySlowExfil's flows (KindUpload).
+	SessionAutosave = "autosave"
+	// SessionLoginRetry is a person or a misconfigured client retrying a
+	// sign-in: FamilyCredStuffing's flows (KindLogin).
+	SessionLoginRetry = "login_retry"
+)
+
+// Sessions lists the session kinds, each in the place of the family it
+// imitates in SequenceFamilies.
+var Sessions = []string{SessionPolling, SessionScanLike, SessionAutosave, SessionLoginRetry}
+
+// Routines lists the routine and session kinds in a fixed order: every Kind
+// of a benign Event that is not a flow kind.
+var Routines = []string{RoutineNTP, RoutineUpdate, RoutineBackup, SessionPolling, SessionScanLike, SessionAutosave, SessionLoginRetry}
+
+// sessionFamily is the family each session kind imitates.
+var sessionFamily = map[string]string{
+	SessionPolling:    FamilySlowBeacon,
+	SessionScanLike:   FamilySlowScan,
+	SessionAutosave:   FamilySlowExfil,
+	SessionLoginRetry: FamilyCredStuffing,
+}
 
 // Profile is a mix of benign traffic.
 type Profile uint8
@@ -126,9 +162,9 @@ type Attack struct {
 	Span int
 }
 
-// Routine is a periodic benign job on Host from Start for Duration: see
-// RoutineNTP, RoutineUpdate and RoutineBackup. Its flows are labelled
-// benign.
+// Routine is a periodic benign job on Host from Start for Duration (see
+// RoutineNTP, RoutineUpdate and RoutineBackup), or a session of Count flows
+// from Start (see Sessions). Its flows are labelled benign.
 type Routine struct {
 	Kind     string
 	Host     netip.Addr
@@ -136,14 +172,17 @@ type Routine struct {
 	Start    time.Duration
 	Duration time.Duration
 	// Period is the time from one run to the next (for a backup, from the
-	// end of one run to the start of the next). Required: a routine
-	// without one emits nothing.
+	// end of one run to the start of the next; for a session, from one
+	// flow to the next). Required: a routine without one emits nothing.
 	Period time.Duration
 	// Jitter spreads each period uniformly over Period·[1−Jitter,
 	// 1+Jitter], clamped to [0, 0.95].
 	Jitter float64
 	// Chunks is the number of uploads of one backup run; 0 picks 20.
 	Chunks int
+	// Count is the number of flows of a session; 0 picks 5. A session
+	// also ends at Start+Duration if that comes first.
+	Count int
 }
 
 // Event is one generated flow with its ground-truth label.
@@ -583,7 +622,18 @@ func (t *Traffic) routine(s *source) (Event, float64) {
 			gap = g
 		}
 	default:
-		return Event{}, -1
+		fam, ok := sessionFamily[r.Kind]
+		if !ok {
+			return Event{}, -1
+		}
+		f, gap = t.mimic(s, fam, r.Target, r.Period, r.Jitter, 0)
+		count := r.Count
+		if count <= 0 {
+			count = 5
+		}
+		if s.n+1 >= count {
+			gap = -1
+		}
 	}
 	return Event{Flow: f, Label: FamilyBenign, Kind: r.Kind}, gap
 }
@@ -645,26 +695,32 @@ func (t *Traffic) attack(s *source) (Event, float64) {
 		f.BytesIn = 480 + uint64(t.rng.IntN(40))
 		f.EndNs = f.StartNs + int64(t.lognormal(16.5, 0.3))
 		gap = 0.5 + 0.2*t.rng.Float64()
-	case FamilySlowBeacon:
-		f = t.repeat(s, a.Target, 0.1, t.poll)
-		gap = t.jittered(orDefault(a.Period, time.Minute), jitter)
-	case FamilySlowScan:
-		span := a.Span
-		if span <= 0 {
-			span = 254
-		}
-		f = t.failed(s, addrPlus(a.Target, s.n%span))
-		gap = t.jittered(orDefault(a.Period, 30*time.Second), jitter)
-	case FamilySlowExfil:
-		f = t.upload(s, a.Target)
-		gap = t.jittered(orDefault(a.Period, 2*time.Minute), jitter)
-	case FamilyCredStuffing:
-		f = t.login(s, a.Target)
-		gap = t.jittered(orDefault(a.Period, 45*time.Second), jitter)
+	case FamilySlowBeacon, FamilySlowScan, FamilySlowExfil, FamilyCredStuffing:
+		f, gap = t.mimic(s, a.Family, a.Target, a.Period, jitter, a.Span)
 	default:
 		return Event{}, -1
 	}
 	return Event{Flow: f, Label: a.Family, Kind: a.Family}, gap
+}
+
+// mimic returns the next flow of a sequence family, or of the session that
+// imitates it, from s to target, and the gap to the one after it. Attacks
+// and sessions share it so that their flows come from one distribution.
+// Period 0 picks the family's default; span applies to the scan only.
+func (t *Traffic) mimic(s *source, family string, target netip.Addr, period time.Duration, jitter float64, span int) (schemas.Flow, float64) {
+	switch family {
+	case FamilySlowBeacon:
+		return t.repeat(s, target, 0.1, t.poll), t.jittered(orDefault(period, time.Minute), jitter)
+	case FamilySlowScan:
+		if span <= 0 {
+			span = 254
+		}
+		return t.failed(s, addrPlus(target, s.n%span)), t.jittered(orDefault(period, 30*time.Second), jitter)
+	case FamilySlowExfil:
+		return t.upload(s, target), t.jittered(orDefault(period, 2*time.Minute), jitter)
+	default: // FamilyCredStuffing
+		return t.login(s, target), t.jittered(orDefault(period, 45*time.Second), jitter)
+	}
 }
 
 func orDefault(d, def time.Duration) time.Duration {

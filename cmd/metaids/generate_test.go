@@ -57,7 +57,8 @@ func TestGenerateWritesTheScenario(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			cfg := integration.SequenceConfig{Seed: 5, Hosts: 24, Duration: 40 * time.Minute, Infected: 2, Rate: integration.DefaultSequenceConfig().Rate}
+			cfg := integration.DefaultSequenceConfig()
+			cfg.Seed, cfg.Hosts, cfg.Duration, cfg.Infected = 5, 24, 40*time.Minute, 2
 			want, err := dataset.Sequence(cfg, integration.PartTest)
 			if err != nil {
 				t.Fatal(err)
