@@ -257,15 +257,7 @@ func TestFitHeadKnownGateSet(t *testing.T) {
 	if !rep.Accepted {
 		t.Fatalf("premise: without a known gate set the poisoned labels were rejected already (%s)", rep.Reason)
 	}
-	for _, fam := range knownFamilies[1:] {
-		k, ok := base.ClassIndex(fam)
-		if !ok {
-			t.Fatalf("no class %s", fam)
-		}
-		for _, e := range w.sample(fam, 64) {
-			base.GateKnown = append(base.GateKnown, schemas.Exemplar{Class: int32(k), Embedding: e})
-		}
-	}
+	withGateKnown(t, w, base, 64)
 	want := 64 * (len(knownFamilies) - 1)
 	_, rep, err = fitHead(base, poison, testParams(), rand.New(rand.NewPCG(5, 6)))
 	if err != nil {

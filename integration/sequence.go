@@ -137,8 +137,7 @@ func SequenceScenario(cfg SequenceConfig, part Part) (*Scenario, error) {
 	}
 	rng := rand.New(rand.NewPCG(cfg.Seed, 0x5e9+idx))
 	d := cfg.Duration
-	uniform := func(lo, hi float64) float64 { return lo + (hi-lo)*rng.Float64() }
-	span := func(lo, hi time.Duration) time.Duration { return time.Duration(uniform(float64(lo), float64(hi))) }
+	span := func(lo, hi time.Duration) time.Duration { return spanIn(rng, lo, hi) }
 	external := func(a, b, c byte) netip.Addr { return netip.AddrFrom4([4]byte{a, b, c, byte(1 + rng.IntN(254))}) }
 
 	perm := rng.Perm(cfg.Hosts)
@@ -223,18 +222,24 @@ func SequenceScenario(cfg SequenceConfig, part Part) (*Scenario, error) {
 // every 45 to 120 s, 10 to 40%; stuffing attempt every 15 to 45 s, 30 to
 // 60%.
 func timing(rng *rand.Rand, family string) (time.Duration, float64) {
-	uniform := func(lo, hi float64) float64 { return lo + (hi-lo)*rng.Float64() }
-	span := func(lo, hi time.Duration) time.Duration { return time.Duration(uniform(float64(lo), float64(hi))) }
 	switch family {
 	case FamilySlowBeacon:
-		return span(30*time.Second, 90*time.Second), uniform(0.1, 0.3)
+		return spanIn(rng, 30*time.Second, 90*time.Second), uniformIn(rng, 0.1, 0.3)
 	case FamilySlowScan:
-		return span(15*time.Second, 45*time.Second), uniform(0.2, 0.5)
+		return spanIn(rng, 15*time.Second, 45*time.Second), uniformIn(rng, 0.2, 0.5)
 	case FamilySlowExfil:
-		return span(45*time.Second, 120*time.Second), uniform(0.1, 0.4)
+		return spanIn(rng, 45*time.Second, 120*time.Second), uniformIn(rng, 0.1, 0.4)
 	default: // FamilyCredStuffing
-		return span(15*time.Second, 45*time.Second), uniform(0.3, 0.6)
+		return spanIn(rng, 15*time.Second, 45*time.Second), uniformIn(rng, 0.3, 0.6)
 	}
+}
+
+// uniformIn draws uniformly from [lo, hi).
+func uniformIn(rng *rand.Rand, lo, hi float64) float64 { return lo + (hi-lo)*rng.Float64() }
+
+// spanIn draws a duration uniformly from [lo, hi).
+func spanIn(rng *rand.Rand, lo, hi time.Duration) time.Duration {
+	return time.Duration(uniformIn(rng, float64(lo), float64(hi)))
 }
 
 // Events generates the part's flows, in time order, up to its end. Their

@@ -113,7 +113,7 @@ var Sessions = []string{SessionPolling, SessionScanLike, SessionAutosave, Sessio
 
 // Routines lists the routine and session kinds in a fixed order: every Kind
 // of a benign Event that is not a flow kind.
-var Routines = []string{RoutineNTP, RoutineUpdate, RoutineBackup, SessionPolling, SessionScanLike, SessionAutosave, SessionLoginRetry}
+var Routines = append([]string{RoutineNTP, RoutineUpdate, RoutineBackup}, Sessions...)
 
 // sessionFamily is the family each session kind imitates.
 var sessionFamily = map[string]string{

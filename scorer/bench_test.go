@@ -20,8 +20,9 @@ import (
 // benchModel is a model of the production shape (F=36, H=64, 8 classes)
 // whose "scan" class fires on lone unanswered SYNs. Like a trained model,
 // its normalisation is fitted to the traffic (dt_prev, dst_repeat and
-// dt_dst included, which only the scorer computes) and its anomaly threshold is the 99th percentile of
-// the anomaly scores, both from a calibration pass over msgs.
+// dt_dst included, which only the scorer computes) and its anomaly
+// threshold is the 99th percentile of the anomaly scores, both from a
+// calibration pass over msgs.
 func benchModel(tb testing.TB, msgs [][]byte) *model.Model {
 	tb.Helper()
 	m := newTestModel(tb, 1, 64, "benign", "scan", "bruteforce", "beacon", "exfil", "dos", "lateral", "miner")
