@@ -11,8 +11,9 @@ import (
 type Config struct {
 	// TrainFraction is the share of each class's flows, earliest first,
 	// used for training (validation included); the rest is the test set.
+	// 1 leaves no test set, for training data evaluated on other data.
 	// Default 0.7.
-	TrainFraction float64 `yaml:"train-fraction" help:"share of each class's flows (earliest first) used for training; the rest is the test set"`
+	TrainFraction float64 `yaml:"train-fraction" help:"share of each class's flows (earliest first) used for training; the rest is the test set (1: none)"`
 	// ValFraction is the share of each class's training flows, latest
 	// first, carved off for validation: early stopping and thresholds are
 	// chosen there, never on the test set. Default 0.2.
@@ -52,8 +53,8 @@ func DefaultConfig() Config {
 // Validate reports every problem with c, each naming its flag.
 func (c Config) Validate() error {
 	var errs []error
-	if !(c.TrainFraction > 0 && c.TrainFraction < 1) {
-		errs = append(errs, fmt.Errorf("-train-fraction: must be in (0, 1), got %g", c.TrainFraction))
+	if !(c.TrainFraction > 0 && c.TrainFraction <= 1) {
+		errs = append(errs, fmt.Errorf("-train-fraction: must be in (0, 1], got %g", c.TrainFraction))
 	}
 	if !(c.ValFraction > 0 && c.ValFraction < 1) {
 		errs = append(errs, fmt.Errorf("-val-fraction: must be in (0, 1), got %g", c.ValFraction))

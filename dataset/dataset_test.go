@@ -436,7 +436,7 @@ func TestConfigValidate(t *testing.T) {
 		want []string
 	}{
 		{"default", func(*Config) {}, nil},
-		{"fractions", func(c *Config) { c.TrainFraction, c.ValFraction = 1, 0 }, []string{"-train-fraction", "-val-fraction"}},
+		{"fractions", func(c *Config) { c.TrainFraction, c.ValFraction = 1.5, 0 }, []string{"-train-fraction", "-val-fraction"}},
 		{"delta-t", func(c *Config) { c.DeltaT = "sometimes" }, []string{"-delta-t"}},
 		{"holdout benign", func(c *Config) { c.Holdout = []string{"BENIGN"} }, []string{"-holdout-family"}},
 		{"local AS", func(c *Config) { c.LUFlowLocalAS = []string{"JANET"} }, []string{"-luflow-local-as"}},

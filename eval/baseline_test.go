@@ -112,9 +112,23 @@ func TestEvalThresholdsIgnoreEvalLabels(t *testing.T) {
 		cfg := testConfig(data)
 		cfg.Train = []string{trainLog}
 		cfg.Baseline = "per-flow"
-		m, es, _, err := prepare(t.Context(), cfg, testLog(t))
+		m, es, ts, err := prepare(t.Context(), cfg, testLog(t))
 		if err != nil {
 			t.Fatal(err)
+		}
+		// -train files are training data whole: no row of them is kept
+		// back as a test set that nothing would score.
+		known := 0
+		for i, sp := range es.fit.Split {
+			switch sp {
+			case dataset.Test:
+				t.Fatalf("-train row %d (%s) is in the test split; want every row trained or validated on", i, es.fit.Records[i].Label)
+			case dataset.Train, dataset.Val:
+				known++
+			}
+		}
+		if ts.Flows != known || known == 0 {
+			t.Errorf("trained on %d flows, want all %d rows of -train not of a new family", ts.Flows, known)
 		}
 		base, _, err := prepareBaseline(t.Context(), cfg, es, testLog(t))
 		if err != nil {

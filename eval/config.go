@@ -42,7 +42,9 @@ type Config struct {
 	// then evaluated. Default none: train one.
 	Model string `yaml:"model" help:"model file (from metaids train) to evaluate; default: train one"`
 	// Train are dataset files, directories or globs to train the model on,
-	// with train's standard settings, leaving out the new families. Without
+	// with train's standard settings, leaving out the new families. All
+	// their rows are training or validation flows: -dataset.train-fraction
+	// splits only data that is also evaluated. Without
 	// Train and Model the model is trained on Data itself: the rows not of a
 	// new family, earliest TrainFraction of each class, and only the rest is
 	// evaluated. Default none.
