@@ -13,7 +13,8 @@
 // Rows and their ground truth come from package dataset (CICFlowMeter
 // Label, Stratosphere label/detailed-label of Zeek conn.log, LUFlow label).
 // The model is a file (Config.Model), or is trained with package train's
-// standard settings on Config.Train, or by default on the evaluated data
+// standard settings on Config.Train (all of its rows, validation split
+// included: the evaluated data is another), or by default on the evaluated data
 // itself: the flows not of a new family, earliest TrainFraction of each
 // class, in which case only the rest (each class's latest flows and every
 // flow of the new families) is evaluated. No threshold, normalisation or
