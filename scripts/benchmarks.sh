@@ -4,7 +4,8 @@
 # ../shared/datasets and on the generator's sequence scenario, with the
 # per-flow baseline beside the LSTM, each with the command that produced it
 # and what it printed. Run it from anywhere in the repository on an otherwise idle
-# machine; it takes about an hour on two cores.
+# machine; it takes about two hours on two cores (the sequence scenario's six
+# runs, each training two models on a 165,000-flow train part, about one).
 #
 #   scripts/benchmarks.sh            # writes docs/benchmarks.md
 #   BENCHTIME=200ms scripts/benchmarks.sh
