@@ -16,10 +16,11 @@
 // standard settings on Config.Train (all of its rows, split into training
 // and validation only: the evaluated data is other data), or by default on
 // the evaluated data itself: the flows not of a new family, earliest
-// TrainFraction of each class, in which case only the rest (each class's latest flows and every
-// flow of the new families) is evaluated. No threshold, normalisation or
-// model choice is fitted on evaluated rows: thresholds are the model's own,
-// set by the trainer on its validation split.
+// TrainFraction of each class, in which case only the rest (each class's
+// latest flows and every flow of the new families) is evaluated. No
+// threshold, normalisation or model choice is fitted on evaluated rows:
+// thresholds are the model's own, set by the trainer on its validation
+// split.
 //
 // # Modes
 //
