@@ -15,7 +15,13 @@ type Config struct {
 	Seed uint64 `yaml:"seed" help:"seed of everything random in training"`
 	// Hidden is the LSTM's hidden size. Default 64.
 	Hidden int `yaml:"hidden" help:"LSTM hidden size"`
-	// Window is T, the flows per training window (truncated BPTT). Default 16.
+	// Window is T, the flows per training window (truncated BPTT). The LSTM
+	// only learns to weigh evidence over about this many of a host's flows:
+	// attacks that show only as a run longer than benign runs of the same
+	// flows need a window that holds both (128, with BurnIn 8 and Batch 16,
+	// on the sequence scenario; docs/benchmarks.md). Longer windows cost
+	// per-class samples like CIC-IDS2017's, whose host order means little,
+	// so the default stays short. Default 16.
 	Window int `yaml:"window" help:"flows per training window (truncated backpropagation through time)"`
 	// BurnIn is how many leading flows of a window that does not start at
 	// the beginning of its host's stream only warm the state up and get no
