@@ -184,28 +184,19 @@ func SequenceScenario(cfg SequenceConfig, part Part) (*Scenario, error) {
 	}
 	// Sessions come from a source of their own, so that adding them left
 	// the attacks and routines of a seed as they were.
-	srng := rand.New(rand.NewPCG(cfg.Seed, 0x5e55+idx))
-	for i := range cfg.Hosts {
-		if cfg.Sessions <= 0 {
-			break
-		}
-		h := HostAddr(first + i)
-		mean := time.Duration(float64(time.Hour) / cfg.Sessions)
-		for at := time.Duration(srng.ExpFloat64() * float64(mean)); at < d; at += time.Duration(srng.ExpFloat64() * float64(mean)) {
-			k := srng.IntN(len(Sessions))
-			r := Routine{Kind: Sessions[k], Host: h, Start: at, Duration: d - at, Count: 3 + srng.IntN(6)}
-			switch r.Kind {
-			case SessionPolling:
-				r.Target = netip.AddrFrom4([4]byte{104, 16, byte(srng.IntN(256)), byte(1 + srng.IntN(254))})
-			case SessionScanLike:
-				r.Target = netip.AddrFrom4([4]byte{10, 2, byte(srng.IntN(256)), byte(1 + srng.IntN(200))})
-			case SessionAutosave:
-				r.Target = netip.AddrFrom4([4]byte{52, 96, byte(srng.IntN(256)), byte(1 + srng.IntN(254))})
-			case SessionLoginRetry:
-				r.Target = netip.AddrFrom4([4]byte{20, 190, byte(srng.IntN(256)), byte(1 + srng.IntN(254))})
+	if cfg.Sessions > 0 {
+		srng := rand.New(rand.NewPCG(cfg.Seed, 0x5e55+idx))
+		mean := float64(time.Duration(float64(time.Hour) / cfg.Sessions))
+		for i := range cfg.Hosts {
+			h := HostAddr(first + i)
+			for at := time.Duration(srng.ExpFloat64() * mean); at < d; at += time.Duration(srng.ExpFloat64() * mean) {
+				k := srng.IntN(len(Sessions))
+				r := Routine{Kind: Sessions[k], Host: h, Start: at, Duration: d - at, Count: 3 + srng.IntN(6)}
+				n := sessionNets[r.Kind]
+				r.Target = netip.AddrFrom4([4]byte{n.a, n.b, byte(srng.IntN(256)), byte(1 + srng.IntN(n.last))})
+				r.Period, r.Jitter = timing(srng, sessionFamily[r.Kind])
+				sc.Routines = append(sc.Routines, r)
 			}
-			r.Period, r.Jitter = timing(srng, sessionFamily[r.Kind])
-			sc.Routines = append(sc.Routines, r)
 		}
 	}
 	sc.Options = []Option{Seed(2*cfg.Seed + idx), Hosts(cfg.Hosts), FirstHost(first), Start(sc.Start),
@@ -214,6 +205,19 @@ func SequenceScenario(cfg SequenceConfig, part Part) (*Scenario, error) {
 		sc.Options = append(sc.Options, WithRoutine(r))
 	}
 	return sc, nil
+}
+
+// sessionNets says where each session kind's targets are: the first two
+// bytes, and how many values the last may take from 1 (the sweep leaves
+// room for its consecutive addresses).
+var sessionNets = map[string]struct {
+	a, b byte
+	last int
+}{
+	SessionPolling:    {104, 16, 254},
+	SessionScanLike:   {10, 2, 200},
+	SessionAutosave:   {52, 96, 254},
+	SessionLoginRetry: {20, 190, 254},
 }
 
 // timing draws a sequence family's period and jitter, for an attack of the

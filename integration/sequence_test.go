@@ -21,8 +21,8 @@ const numContext = 4
 
 // flowRows returns, for each event, the per-flow input of the model
 // (features.Vector with dt_prev, dst_repeat and dt_dst filled from the
-// host's earlier flows, as the scorer fills them) and numContext statistics of the host's history
-// before it, which no single flow holds:
+// host's earlier flows, as the scorer fills them) and numContext
+// statistics of the host's history before it, which no single flow holds:
 //
 //  0. log1p of the host's flows to the same destination in the last 30 min;
 //  1. log1p of the mean gap, in seconds, between the host's last (up to 8)

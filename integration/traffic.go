@@ -115,13 +115,15 @@ var Sessions = []string{SessionPolling, SessionScanLike, SessionAutosave, Sessio
 // of a benign Event that is not a flow kind.
 var Routines = append([]string{RoutineNTP, RoutineUpdate, RoutineBackup}, Sessions...)
 
-// sessionFamily is the family each session kind imitates.
-var sessionFamily = map[string]string{
-	SessionPolling:    FamilySlowBeacon,
-	SessionScanLike:   FamilySlowScan,
-	SessionAutosave:   FamilySlowExfil,
-	SessionLoginRetry: FamilyCredStuffing,
-}
+// sessionFamily is the family each session kind imitates, from the
+// places of both in Sessions and SequenceFamilies.
+var sessionFamily = func() map[string]string {
+	m := make(map[string]string, len(Sessions))
+	for i, s := range Sessions {
+		m[s] = SequenceFamilies[i]
+	}
+	return m
+}()
 
 // Profile is a mix of benign traffic.
 type Profile uint8
