@@ -147,6 +147,14 @@ type ReaderConfig struct {
 	// Consumer waits to fill a batch after its first record
 	// (-kafka.reader.max-wait). Default: 250ms.
 	MaxWait time.Duration `yaml:"max-wait"`
+
+	// LagInterval is how often a Consumer asks the brokers for its
+	// partitions' end offsets to report metaids_stream_consumer_lag
+	// (-kafka.reader.lag-interval). A fetch's own high watermark is as
+	// old as the fetch, and a stage slowly working through a full one
+	// would report the records still in it, not the backlog behind it.
+	// Default: 5s.
+	LagInterval time.Duration `yaml:"lag-interval"`
 }
 
 // GroupConfig tunes consumer-group membership and commits.
@@ -187,9 +195,10 @@ func DefaultConfig() Config {
 			Retries:      5,
 		},
 		Reader: ReaderConfig{
-			MinBytes: 1,
-			MaxBytes: 10 << 20,
-			MaxWait:  250 * time.Millisecond,
+			MinBytes:    1,
+			MaxBytes:    10 << 20,
+			MaxWait:     250 * time.Millisecond,
+			LagInterval: 5 * time.Second,
 		},
 		Group: GroupConfig{
 			SessionTimeout:    30 * time.Second,
@@ -261,6 +270,7 @@ func (c Config) Validate() error {
 		bad("-kafka.reader.max-bytes: must be at least -kafka.reader.min-bytes (%d), got %d", r.MinBytes, r.MaxBytes)
 	}
 	positive("-kafka.reader.max-wait", r.MaxWait)
+	positive("-kafka.reader.lag-interval", r.LagInterval)
 
 	g := c.Group
 	positive("-kafka.group.session-timeout", g.SessionTimeout)

@@ -140,6 +140,7 @@ type Consumer struct {
 	ready    atomic.Bool
 	mu       sync.Mutex
 	assigned map[string][]int
+	lag      *lagTracker // the current generation's; Run's goroutine sets it
 }
 
 // NewConsumer returns a Consumer for cc with the Kafka settings of cfg. It
@@ -350,6 +351,7 @@ func (c *Consumer) runGeneration(ctx, drain context.Context, gen *kafka.Generati
 	c.mu.Lock()
 	c.assigned = assigned
 	c.mu.Unlock()
+	c.lag = newLagTracker(c.cc.Group, gen, c.met.lag)
 	c.ready.Store(true)
 	c.met.generations.WithLabelValues(c.cc.Group).Inc()
 	c.log.Info("joined group", "generation", gen.ID, "member", gen.MemberID, "assigned", assigned)
@@ -394,6 +396,7 @@ func (c *Consumer) runGeneration(ctx, drain context.Context, gen *kafka.Generati
 			wg.Go(func() { c.fetch(fctx, r, records) })
 		}
 	}
+	wg.Go(func() { c.pollLag(fctx, c.lag) })
 
 	for {
 		batch, err := c.collect(ctx, gctx, records)
@@ -506,8 +509,8 @@ func (c *Consumer) handle(ctx context.Context, batch []kafka.Message, h Handler)
 		c.met.consumed.WithLabelValues(c.cc.Group, m.Topic).Inc()
 		last[tp{m.Topic, m.Partition}] = m
 	}
-	for k, m := range last {
-		c.met.lag.WithLabelValues(c.cc.Group, k.topic, strconv.Itoa(k.partition)).Set(float64(max(0, m.HighWaterMark-m.Offset-1)))
+	for _, m := range last {
+		c.lag.handed(m)
 	}
 	c.met.batchRecords.WithLabelValues(c.cc.Group).Observe(float64(len(batch)))
 

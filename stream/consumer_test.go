@@ -64,6 +64,51 @@ func TestRoundTrip(t *testing.T) {
 	}
 }
 
+// TestLagCountsBacklogBehindTheFetch checks that the lag gauge counts the
+// records that piled up at the broker while the stage worked through what
+// it had fetched: the fetch's own high watermark knows nothing of them.
+func TestLagCountsBacklogBehindTheFetch(t *testing.T) {
+	e := startBroker(t, EmbeddedConfig{})
+	cfg := fastConfig(e)
+	cfg.Reader.LagInterval = 50 * time.Millisecond
+	topic := topicName(t, "in")
+	createTopic(t, cfg, topic, 1)
+	reg := prometheus.NewRegistry()
+	p := newProducer(t, cfg, reg)
+	produceN(t, p, topic, "first", 1)
+
+	inHandler, release := make(chan struct{}), make(chan struct{})
+	var first atomic.Bool
+	var got collector
+	got.fail = func([]kafka.Message) error {
+		if first.CompareAndSwap(false, true) {
+			close(inHandler)
+			<-release
+		}
+		return nil
+	}
+	r := startConsumer(t, cfg, ConsumerConfig{Group: t.Name(), Topics: []string{topic}, MaxBatch: 1}, reg, got.handle)
+	releaseOnce := sync.OnceFunc(func() { close(release) })
+	t.Cleanup(releaseOnce) // runs before r's cleanup, which waits for Run
+	<-inHandler
+	produceN(t, p, topic, "behind", 300)
+	lag := func(want float64) func() error {
+		return func() error {
+			if got := testutil.ToFloat64(r.c.met.lag.WithLabelValues(t.Name(), topic, "0")); got != want {
+				return fmt.Errorf("lag = %v, want %v", got, want)
+			}
+			return nil
+		}
+	}
+	eventually(t, 10*time.Second, lag(300))
+	releaseOnce()
+	eventually(t, 15*time.Second, wantCount(&got, 301))
+	eventually(t, 10*time.Second, lag(0))
+	if err := r.stop(t); err != nil {
+		t.Fatalf("Run = %v, want nil", err)
+	}
+}
+
 func TestConsumerReadsSeveralTopics(t *testing.T) {
 	e := startBroker(t, EmbeddedConfig{})
 	cfg := fastConfig(e)

@@ -50,7 +50,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"group", "reason"}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "metaids_stream_consumer_lag",
-			Help: "Records between the last record handed to the handler and the partition's high watermark, by consumer group, topic and partition.",
+			Help: "Records between the last record handed to the handler and the partition's end offset, as of the latest fetch or poll (-kafka.reader.lag-interval), by consumer group, topic and partition.",
 		}, []string{"group", "topic", "partition"}),
 		batchRecords: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "metaids_stream_consumer_batch_records",
