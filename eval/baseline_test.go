@@ -15,6 +15,7 @@ import (
 // numbers, and the flows one catches and the other misses, which must
 // account exactly for the difference in true positives.
 func TestEvalBaselineSideBySide(t *testing.T) {
+	skipUnderRace(t)
 	if testing.Short() {
 		t.Skip("trains two models")
 	}
@@ -70,6 +71,7 @@ func TestEvalBaselineSideBySide(t *testing.T) {
 // the new family the analyst labels alone) leaves the thresholds and every
 // score bit for bit the same, while the metrics change.
 func TestEvalThresholdsIgnoreEvalLabels(t *testing.T) {
+	skipUnderRace(t)
 	if testing.Short() {
 		t.Skip("trains four models")
 	}

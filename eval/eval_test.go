@@ -222,6 +222,7 @@ func TestEvalDecide(t *testing.T) {
 // host's stream): with every row evaluated and no host expiring, both
 // must give the same outputs for every test flow.
 func TestEvalOfflineMatchesTrainScore(t *testing.T) {
+	skipUnderRace(t)
 	if testing.Short() {
 		t.Skip("trains a model")
 	}
@@ -263,6 +264,7 @@ func TestEvalOfflineMatchesTrainScore(t *testing.T) {
 }
 
 func TestEvalOfflineSynthetic(t *testing.T) {
+	skipUnderRace(t)
 	if testing.Short() {
 		t.Skip("trains a model")
 	}

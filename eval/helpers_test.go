@@ -172,3 +172,14 @@ func testModel(t testing.TB) (model, data string) {
 	}
 	return modelFile, modelData
 }
+
+// skipUnderRace skips an offline test under the race detector: offline
+// evaluation trains and scores on one goroutine, so there is nothing for
+// it to find, and it makes training ten times slower. The live tests, and
+// go test without -race, still run everything.
+func skipUnderRace(t *testing.T) {
+	t.Helper()
+	if raceEnabled {
+		t.Skip("offline: one goroutine, nothing for the race detector to find; go test without -race runs it")
+	}
+}
