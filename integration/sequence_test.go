@@ -230,6 +230,9 @@ func recallAtFPR(benign, attack []float64, fpr float64) float64 {
 // threshold is set on the test part's benign scores, the most favourable
 // choice for the per-flow classifier.
 func TestSequenceFamiliesNeedTheSequence(t *testing.T) {
+	if raceEnabled {
+		t.Skip("a nearest-neighbour study on one goroutine: nothing for the race detector to find; go test without -race runs it")
+	}
 	cfg := DefaultSequenceConfig()
 	parts := map[Part][]Event{}
 	for _, p := range []Part{PartTrain, PartTest} {
