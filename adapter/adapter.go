@@ -40,6 +40,7 @@ type Stage struct {
 	specHash string
 	params   fitParams
 	out      *stream.Producer
+	lag      *stream.PartitionLag // of the labels, scores and alerts read
 	dialer   *kafka.Dialer
 	client   *kafka.Client
 
@@ -101,6 +102,10 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Stage, error
 	if err != nil {
 		return nil, fmt.Errorf("adapter: %w", err)
 	}
+	lag, err := stream.NewPartitionLag(cfg.Config, set.Group, log, reg)
+	if err != nil {
+		return nil, fmt.Errorf("adapter: %w", err)
+	}
 	topics := schemas.Topics{Prefix: cfg.TopicPrefix}
 	s := &Stage{
 		cfg:         cfg,
@@ -114,6 +119,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Stage, error
 		specHash:    features.Default().Hash(),
 		params:      paramsFrom(cfg),
 		out:         out,
+		lag:         lag,
 		dialer:      dialer,
 		client:      &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: tr, Timeout: cfg.Timeout},
 		labelsTopic: topics.Labels(),
@@ -226,6 +232,9 @@ func (s *Stage) Run(ctx context.Context) error {
 // handle processes one input record. Bad records are counted, never
 // fatal.
 func (s *Stage) handle(it input) {
+	if it.kind != fromModels {
+		s.lag.Handed(it.msg)
+	}
 	switch it.kind {
 	case fromLabels:
 		s.handleLabel(&it.msg)

@@ -78,6 +78,7 @@
 //	metaids_adapter_model_version
 //	metaids_adapter_model_updates_total{result} loaded, ignored, rejected
 //	metaids_adapter_resume_commit_errors_total
+//	metaids_stream_consumer_lag{group,topic,partition}  labels, scores and alerts, under -adapter.group
 //
 // The package also sends labels for `metaids label` (ReadLabels,
 // SendLabels) and scripts an analyst for the demo (ScriptedAnalyst).

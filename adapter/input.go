@@ -89,9 +89,12 @@ func (s *Stage) start(ctx context.Context, wg *sync.WaitGroup, in chan<- input) 
 				r.Close()
 				return fmt.Errorf("read %s/%d from %d: %w", topic, p, off, err)
 			}
+			s.lag.Assign(topic, p, off)
 			wg.Go(func() { s.follow(ctx, r, kind, in) })
 		}
 	}
+	// Reported under -adapter.group, as the stages' groups report theirs.
+	wg.Go(func() { s.lag.Run(ctx) })
 	return nil
 }
 

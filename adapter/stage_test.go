@@ -741,3 +741,56 @@ func TestStageFitsOnTimer(t *testing.T) {
 		t.Errorf("fits by label count = %v, want 0 with 6 labels of 10", got)
 	}
 }
+
+// TestStageReportsInputLag checks that the adapter, which reads its inputs
+// outside any consumer group, still reports their lag under -adapter.group
+// for every partition, as the stages' groups do: an operator watches it to
+// see the one adapter falling behind the scorers.
+func TestStageReportsInputLag(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e: starts a broker and an adapter")
+	}
+	p := newPipeline(t, 7)
+	cfg := p.config(t.Name())
+	cfg.Reader.LagInterval = 50 * time.Millisecond
+	r := p.start(cfg)
+	flows := p.score(map[string]int{"benign": 20, "portscan": 5})
+	p.alert(flows[0], "portscan")
+	p.label("portscan", flows[20:22]...)
+
+	topics := []string{p.topics.Labels(), p.topics.Scores(), p.topics.Alerts()}
+	eventually(t, 15*time.Second, func() error {
+		mfs, err := r.reg.Gather()
+		if err != nil {
+			return err
+		}
+		got := map[string]float64{}
+		for _, mf := range mfs {
+			if mf.GetName() != "metaids_stream_consumer_lag" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				l := map[string]string{}
+				for _, lp := range m.GetLabel() {
+					l[lp.GetName()] = lp.GetValue()
+				}
+				if l["group"] == t.Name() {
+					got[l["topic"]+"/"+l["partition"]] = m.GetGauge().GetValue()
+				}
+			}
+		}
+		for _, topic := range topics {
+			for part := range 2 {
+				k := fmt.Sprintf("%s/%d", topic, part)
+				v, ok := got[k]
+				if !ok {
+					return fmt.Errorf("no lag reported for %s under group %s (have %v)", k, t.Name(), got)
+				}
+				if v != 0 {
+					return fmt.Errorf("lag of %s = %v, want 0 once read", k, v)
+				}
+			}
+		}
+		return nil
+	})
+}

@@ -351,7 +351,12 @@ func (c *Consumer) runGeneration(ctx, drain context.Context, gen *kafka.Generati
 	c.mu.Lock()
 	c.assigned = assigned
 	c.mu.Unlock()
-	c.lag = newLagTracker(c.cc.Group, gen, c.met.lag)
+	c.lag = newLagTracker(c.cc.Group, c.met.lag)
+	for topic, pas := range gen.Assignments {
+		for _, pa := range pas {
+			c.lag.assign(topic, pa.ID, pa.Offset)
+		}
+	}
 	c.ready.Store(true)
 	c.met.generations.WithLabelValues(c.cc.Group).Inc()
 	c.log.Info("joined group", "generation", gen.ID, "member", gen.MemberID, "assigned", assigned)
@@ -396,7 +401,8 @@ func (c *Consumer) runGeneration(ctx, drain context.Context, gen *kafka.Generati
 			wg.Go(func() { c.fetch(fctx, r, records) })
 		}
 	}
-	wg.Go(func() { c.pollLag(fctx, c.lag) })
+	poll := lagPoller{client: c.client, timeout: c.cfg.Timeout, interval: c.cfg.Reader.LagInterval, log: c.log}
+	wg.Go(func() { poll.run(fctx, c.lag) })
 
 	for {
 		batch, err := c.collect(ctx, gctx, records)

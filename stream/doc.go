@@ -65,5 +65,8 @@
 //	metaids_stream_group_generations_total{group}
 //
 // Producers and Consumers registered on the same Registerer share these
-// series.
+// series. The lag counts from the record last handed to the stage to the
+// partition's end offset, polled from the brokers every
+// -kafka.reader.lag-interval; a stage that reads partitions outside a group
+// (the adapter) reports its own with PartitionLag.
 package stream

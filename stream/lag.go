@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strconv"
 	"sync"
@@ -18,7 +19,7 @@ import (
 // their difference as metaids_stream_consumer_lag.
 //
 // Two sources feed the end offset: each record carries its fetch's high
-// watermark, which is fresh when records trickle in, and pollLag asks the
+// watermark, which is fresh when records trickle in, and a lagPoller asks the
 // brokers every -kafka.reader.lag-interval. The poll is what makes a flood
 // visible: a stage slowly working through a full fetch would otherwise
 // report only the records left in that fetch, whatever piled up behind it.
@@ -40,17 +41,17 @@ type partitionLag struct {
 	end  int64 // the highest end offset seen; < 0 until one is
 }
 
-func newLagTracker(group string, gen *kafka.Generation, gauge *prometheus.GaugeVec) *lagTracker {
-	t := &lagTracker{group: group, gauge: gauge, parts: make(map[topicPartition]*partitionLag)}
-	for topic, pas := range gen.Assignments {
-		for _, pa := range pas {
-			// pa.Offset is the committed offset, or kafka-go's
-			// FirstOffset/LastOffset sentinel (negative) when the group
-			// has committed nothing there.
-			t.parts[topicPartition{topic, pa.ID}] = &partitionLag{next: pa.Offset, end: -1}
-		}
-	}
-	return t
+func newLagTracker(group string, gauge *prometheus.GaugeVec) *lagTracker {
+	return &lagTracker{group: group, gauge: gauge, parts: make(map[topicPartition]*partitionLag)}
+}
+
+// assign starts tracking topic/partition, whose next record to hand out is
+// at next: an offset, or kafka-go's FirstOffset/LastOffset sentinel
+// (negative) when a group has committed nothing there.
+func (t *lagTracker) assign(topic string, partition int, next int64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.parts[topicPartition{topic, partition}] = &partitionLag{next: next, end: -1}
 }
 
 // handed records m as the last record of its partition handed to the
@@ -112,13 +113,21 @@ func (t *lagTracker) set(k topicPartition, p *partitionLag) {
 	t.gauge.WithLabelValues(t.group, k.topic, strconv.Itoa(k.partition)).Set(float64(max(0, p.end-p.next)))
 }
 
-// pollLag asks the brokers for the end offsets of the generation's
-// partitions every -kafka.reader.lag-interval until ctx is done. A failed
-// poll is logged at debug level, and what it did return is used: the
-// readers report broker trouble already, and the records' own watermarks
-// keep the gauge going meanwhile.
-func (c *Consumer) pollLag(ctx context.Context, t *lagTracker) {
-	tick := time.NewTicker(c.cfg.Reader.LagInterval)
+// lagPoller asks the brokers for the end offsets of a lagTracker's
+// partitions.
+type lagPoller struct {
+	client   *kafka.Client
+	timeout  time.Duration // of one request
+	interval time.Duration
+	log      *slog.Logger
+}
+
+// run polls every interval until ctx is done. A failed poll is logged at
+// debug level, and what it did return is used: the readers report broker
+// trouble already, and the records' own watermarks keep the gauge going
+// meanwhile.
+func (p lagPoller) run(ctx context.Context, t *lagTracker) {
+	tick := time.NewTicker(p.interval)
 	defer tick.Stop()
 	for {
 		select {
@@ -127,9 +136,9 @@ func (c *Consumer) pollLag(ctx context.Context, t *lagTracker) {
 		case <-tick.C:
 		}
 		all, unknown := t.partitions()
-		ends, first, err := c.listOffsets(ctx, all, unknown)
+		ends, first, err := p.listOffsets(ctx, all, unknown)
 		if err != nil && ctx.Err() == nil {
-			c.log.Debug("lag poll failed", "err", err)
+			p.log.Debug("lag poll failed", "err", err)
 		}
 		t.polled(ends, first)
 	}
@@ -138,21 +147,24 @@ func (c *Consumer) pollLag(ctx context.Context, t *lagTracker) {
 // listOffsets returns the end offset of every partition in all and the log
 // start of every partition in first. Partitions the brokers failed to
 // answer for are left out, and their errors joined.
-func (c *Consumer) listOffsets(ctx context.Context, all, first map[string][]int) (ends, starts map[topicPartition]int64, err error) {
+func (p lagPoller) listOffsets(ctx context.Context, all, first map[string][]int) (ends, starts map[topicPartition]int64, err error) {
 	req := &kafka.ListOffsetsRequest{Topics: make(map[string][]kafka.OffsetRequest, len(all))}
 	for topic, parts := range all {
-		for _, p := range parts {
-			req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(p))
+		for _, part := range parts {
+			req.Topics[topic] = append(req.Topics[topic], kafka.LastOffsetOf(part))
 		}
 	}
 	for topic, parts := range first {
-		for _, p := range parts {
-			req.Topics[topic] = append(req.Topics[topic], kafka.FirstOffsetOf(p))
+		for _, part := range parts {
+			req.Topics[topic] = append(req.Topics[topic], kafka.FirstOffsetOf(part))
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	if len(req.Topics) == 0 {
+		return nil, nil, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
-	resp, err := c.client.ListOffsets(ctx, req)
+	resp, err := p.client.ListOffsets(ctx, req)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -175,3 +187,45 @@ func (c *Consumer) listOffsets(ctx context.Context, all, first map[string][]int)
 	}
 	return ends, starts, errors.Join(errs...)
 }
+
+// PartitionLag reports metaids_stream_consumer_lag for partitions a stage
+// reads with its own partition readers rather than a Consumer: the
+// adapter, which reads every partition of its inputs outside any group.
+// Create it with NewPartitionLag, Assign each partition as its reader is
+// positioned, call Handed with each record the stage takes, and Run it.
+type PartitionLag struct {
+	t *lagTracker
+	p lagPoller
+}
+
+// NewPartitionLag returns a PartitionLag reporting under group, polling
+// end offsets every cfg.Reader.LagInterval.
+func NewPartitionLag(cfg Config, group string, log *slog.Logger, reg prometheus.Registerer) (*PartitionLag, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("stream config: %w", err)
+	}
+	tr, err := cfg.Transport()
+	if err != nil {
+		return nil, err
+	}
+	return &PartitionLag{
+		t: newLagTracker(group, newMetrics(reg).lag),
+		p: lagPoller{
+			client:   &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: tr, Timeout: cfg.Timeout},
+			timeout:  cfg.Timeout,
+			interval: cfg.Reader.LagInterval,
+			log:      orDiscard(log).With("group", group),
+		},
+	}, nil
+}
+
+// Assign starts tracking topic/partition, read from offset next on.
+func (l *PartitionLag) Assign(topic string, partition int, next int64) {
+	l.t.assign(topic, partition, next)
+}
+
+// Handed records m as taken by the stage.
+func (l *PartitionLag) Handed(m kafka.Message) { l.t.handed(m) }
+
+// Run polls the assigned partitions' end offsets until ctx is done.
+func (l *PartitionLag) Run(ctx context.Context) { l.p.run(ctx, l.t) }
