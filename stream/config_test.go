@@ -56,6 +56,7 @@ func TestValidate(t *testing.T) {
 		{"bad topic prefix", func(c *Config) { c.TopicPrefix = "prod/" }, []string{`-kafka.topic-prefix: "prod/"`}},
 		{"bad compression", func(c *Config) { c.Writer.Compression = "brotli" }, []string{`-kafka.writer.compression: unknown codec "brotli"`}},
 		{"zero batch timeout", func(c *Config) { c.Writer.BatchTimeout = 0 }, []string{"-kafka.writer.batch-timeout: must be positive, got 0s"}},
+		{"zero lag interval", func(c *Config) { c.Reader.LagInterval = 0 }, []string{"-kafka.reader.lag-interval: must be positive, got 0s"}},
 		{"max bytes below min", func(c *Config) { c.Reader.MinBytes, c.Reader.MaxBytes = 10, 5 }, []string{"-kafka.reader.max-bytes: must be at least"}},
 		{"slow heartbeat", func(c *Config) { c.Group.HeartbeatInterval = 20 * time.Second },
 			[]string{"-kafka.group.heartbeat-interval: must be at most a third of -kafka.group.session-timeout"}},
