@@ -14,7 +14,7 @@ import (
 	"github.com/segmentio/kafka-go"
 )
 
-// lagTracker keeps, for each partition of one generation, the position of
+// lagTracker keeps, for each partition a stage reads, the position of
 // the next record to hand out and the highest end offset seen, and reports
 // their difference as metaids_stream_consumer_lag.
 //
