@@ -24,7 +24,9 @@ import (
 // intrusive doubly-linked list of slots kept in the order hosts were last
 // seen. "Time" is event time: the store's watermark is the newest flow end
 // it has seen, so expiry is a function of the input alone and a replay of
-// old logs ages hosts as the original traffic did.
+// old logs ages hosts as the original traffic did. expire drops idle hosts
+// between messages, and each flow checks its own host (idle, reset), so
+// where the messages' boundaries fall does not change any score.
 //
 // A store is not safe for concurrent use.
 type store struct {
@@ -135,6 +137,28 @@ func (st *store) acquire(key string, endNs int64) int32 {
 	st.pushFront(s)
 	st.markDirty(s)
 	return s
+}
+
+// idle reports whether host is held and has been idle for longer than the
+// TTL as of the watermark now, before its next flow advances it: the test
+// expire applies between messages, applied to one flow.
+func (st *store) idle(key string) bool {
+	s, ok := st.index[key]
+	return ok && st.watermark-st.meta[s].touched > st.ttl
+}
+
+// reset starts slot s's host afresh, as if expire had dropped it and the
+// flow at hand had brought it back: zero state, no flows, no responders.
+// It is counted as an expiry.
+func (st *store) reset(s int32) {
+	m := &st.meta[s]
+	m.flows, m.lastNs = 0, 0
+	m.peers.Reset()
+	h, c := st.state(s)
+	clear(h)
+	clear(c)
+	st.markDirty(s)
+	st.evictedTTL++
 }
 
 // markDirty records that slot s's state is about to change, for the next

@@ -30,10 +30,16 @@ type stepper struct {
 	hPrev    []float32 // chunk states before the step, for anomaly explanations
 
 	// The plan: per row its host's slot, and the rows in wave order.
-	slot   []int32
-	wave   []int32
-	order  []int32
-	starts []int32 // wave w is order[starts[w]:starts[w+1]]
+	slot []int32
+	wave []int32
+	// expired[r] says that row r's host was idle past the TTL before it:
+	// its state starts afresh at this flow. Between messages the store
+	// drops such hosts (store.expire); deciding it per flow as well makes
+	// the outcome the same wherever the messages' boundaries fall, as the
+	// offline evaluation and training assume.
+	expired []bool
+	order   []int32
+	starts  []int32 // wave w is order[starts[w]:starts[w+1]]
 
 	// Results per row, in row order. probs is n×C and emb n×D.
 	nc, d   int // C and D of the last run
@@ -61,7 +67,9 @@ func (sp *stepper) plan(st *store, v *features.View) (waves int) {
 	st.begin()
 	sp.slot = growInt32(sp.slot, n)
 	sp.wave = growInt32(sp.wave, n)
+	sp.expired = growBool(sp.expired, n)
 	for i := range n {
+		sp.expired[i] = st.idle(v.Host(i))
 		s := st.acquire(v.Host(i), v.EndNs(i))
 		sp.slot[i] = s
 		m := &st.meta[s]
@@ -129,6 +137,9 @@ func (sp *stepper) run(m *model.Model, st *store, v *features.View, waves int, k
 				x = v.Vector(x, int(r))
 				s := sp.slot[r]
 				meta := &st.meta[s]
+				if sp.expired[r] {
+					st.reset(s)
+				}
 				// dt_prev is the gap between the starts of the host's
 				// previous flow and this one (the spec's definition), 0
 				// for a first flow, as in training, where every sequence
@@ -227,4 +238,11 @@ func growUint32(s []uint32, n int) []uint32 {
 		return s[:n]
 	}
 	return make([]uint32, n)
+}
+
+func growBool(s []bool, n int) []bool {
+	if cap(s) < n {
+		return make([]bool, n)
+	}
+	return s[:n]
 }

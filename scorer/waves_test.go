@@ -184,3 +184,43 @@ func TestDeltaT(t *testing.T) {
 		}
 	}
 }
+
+// TestExpiryIndependentOfMessages checks that a host idle past the TTL
+// starts afresh at its next flow whether or not a message boundary fell
+// in the gap: the store drops idle hosts between messages, and the flow
+// itself must decide the same inside one. Otherwise the scores would hang
+// on how ingest happened to batch the flows, and a live replay would not
+// repeat itself.
+func TestExpiryIndependentOfMessages(t *testing.T) {
+	m := newTestModel(t, 4, 8, "benign", "scan")
+	set := testSettings()
+	set.State.TTL = time.Minute
+	rng := rand.New(rand.NewPCG(9, 0))
+	sec := int64(time.Second)
+	flows := []schemas.Flow{
+		flowOf("10.0.0.1", t0, 0, false, rng),
+		flowOf("10.0.0.2", t0+30*sec, 1, false, rng),
+		flowOf("10.0.0.2", t0+90*sec, 2, false, rng), // the watermark passes 10.0.0.1's TTL
+		flowOf("10.0.0.1", t0+100*sec, 3, false, rng),
+		flowOf("10.0.0.1", t0+101*sec, 4, false, rng),
+	}
+	whole, _, _ := newCore(t, set, m, nil)
+	one := scores(t, whole, score(t, whole, 0, encodeFlows(t, flows)))
+	split, _, _ := newCore(t, set, m, nil)
+	var each [][]byte
+	for i := range flows {
+		each = append(each, encodeFlows(t, flows[i:i+1]))
+	}
+	apart := scores(t, split, score(t, split, 0, each...))
+	if len(one) != len(flows) || len(apart) != len(flows) {
+		t.Fatalf("scored %d and %d rows, want %d", len(one), len(apart), len(flows))
+	}
+	if dt := one[3].Embedding[m.Hidden()+features.IdxDeltaT]; dt != 0 {
+		t.Errorf("in one message, the first flow after the TTL has dt_prev %v, want 0: the host did not start afresh", dt)
+	}
+	for i := range flows {
+		if !slices.Equal(one[i].Probs, apart[i].Probs) || !slices.Equal(one[i].Embedding, apart[i].Embedding) || one[i].Anomaly != apart[i].Anomaly {
+			t.Errorf("flow %d scored differently in one message and in one message per flow", i)
+		}
+	}
+}
