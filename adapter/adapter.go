@@ -102,10 +102,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Stage, error
 	if err != nil {
 		return nil, fmt.Errorf("adapter: %w", err)
 	}
-	lag, err := stream.NewPartitionLag(cfg.Config, set.Group, log, reg)
-	if err != nil {
-		return nil, fmt.Errorf("adapter: %w", err)
-	}
+	client := &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: tr, Timeout: cfg.Timeout}
 	topics := schemas.Topics{Prefix: cfg.TopicPrefix}
 	s := &Stage{
 		cfg:         cfg,
@@ -119,9 +116,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Stage, error
 		specHash:    features.Default().Hash(),
 		params:      paramsFrom(cfg),
 		out:         out,
-		lag:         lag,
+		lag:         stream.NewPartitionLag(cfg.Config, client, set.Group, log, reg),
 		dialer:      dialer,
-		client:      &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: tr, Timeout: cfg.Timeout},
+		client:      client,
 		labelsTopic: topics.Labels(),
 		scoresTopic: topics.Scores(),
 		alertsTopic: topics.Alerts(),

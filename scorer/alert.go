@@ -259,7 +259,7 @@ func (s *Stage) explain(m *model.Model, sp *stepper, r, k int, class bool) []sch
 // guess and x̂ the normalised flow, the tail of the embedding.
 func anomalyShares(dst []float32, m *model.Model, hPrev, emb []float32) []float32 {
 	f, hid := m.Features(), m.Hidden()
-	dst = growF32(dst, f)
+	dst = grow(dst, f)
 	xn := emb[hid:]
 	for j := range f {
 		w := m.P.PredW[j*hid : (j+1)*hid]

@@ -218,7 +218,7 @@ func decodeCheckpoint(b []byte, ck *checkpoint) error {
 	ck.touched = int64(le.Uint64(p[24:]))
 	ck.flows = le.Uint32(p[32:])
 	p = p[36:]
-	ck.h, ck.c = growF32(ck.h, hid), growF32(ck.c, hid)
+	ck.h, ck.c = grow(ck.h, hid), grow(ck.c, hid)
 	for i := range hid {
 		ck.h[i] = math.Float32frombits(le.Uint32(p[4*i:]))
 		ck.c[i] = math.Float32frombits(le.Uint32(p[4*(hid+i):]))

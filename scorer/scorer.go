@@ -509,7 +509,7 @@ func (s *Stage) scoresRecord(sv *served, v *features.View, a, b int) arrow.Recor
 	m := sv.m
 	c, d := m.NumClasses(), m.EmbeddingDim()
 	in := v.Record()
-	s.versions = growInt64(s.versions, b-a)
+	s.versions = grow(s.versions, b-a)
 	for i := range s.versions {
 		s.versions[i] = m.Version
 	}

@@ -25,7 +25,7 @@ import (
 // seen. "Time" is event time: the store's watermark is the newest flow end
 // it has seen, so expiry is a function of the input alone and a replay of
 // old logs ages hosts as the original traffic did. expire drops idle hosts
-// between messages, and each flow checks its own host (idle, reset), so
+// between messages, and each flow checks its own host (acquire, reset), so
 // where the messages' boundaries fall does not change any score.
 //
 // A store is not safe for concurrent use.
@@ -117,13 +117,14 @@ func (st *store) begin() {
 // acquire returns host's slot, creating a zero state for a host not held, and
 // marks the host as seen now: it moves to the head of the LRU list and the
 // watermark advances to endNs if that is newer. key may alias a batch; it is
-// cloned when stored.
-func (st *store) acquire(key string, endNs int64) int32 {
-	if endNs > st.watermark {
-		st.watermark = endNs
-	}
+// cloned when stored. expired reports a held host idle for longer than the
+// TTL as of the watermark before this flow: the test expire applies between
+// messages, applied to one flow, so that its state can start afresh (reset)
+// wherever the messages' boundaries fall.
+func (st *store) acquire(key string, endNs int64) (s int32, expired bool) {
 	s, ok := st.index[key]
 	if ok {
+		expired = st.watermark-st.meta[s].touched > st.ttl
 		st.unlink(s)
 	} else {
 		s = st.alloc()
@@ -133,18 +134,13 @@ func (st *store) acquire(key string, endNs int64) int32 {
 		st.live++
 		st.keyBytes += allocSize(len(k))
 	}
+	if endNs > st.watermark {
+		st.watermark = endNs
+	}
 	st.meta[s].touched = st.watermark
 	st.pushFront(s)
 	st.markDirty(s)
-	return s
-}
-
-// idle reports whether host is held and has been idle for longer than the
-// TTL as of the watermark now, before its next flow advances it: the test
-// expire applies between messages, applied to one flow.
-func (st *store) idle(key string) bool {
-	s, ok := st.index[key]
-	return ok && st.watermark-st.meta[s].touched > st.ttl
+	return s, expired
 }
 
 // reset starts slot s's host afresh, as if expire had dropped it and the

@@ -63,7 +63,7 @@ func TestStoreEviction(t *testing.T) {
 					}
 					st.begin()
 				}
-				s := st.acquire(v.host, t0+v.atSec*int64(time.Second))
+				s, _ := st.acquire(v.host, t0+v.atSec*int64(time.Second))
 				h, _ := st.state(s)
 				h[0] = float32(i + 1) // mark the state as written
 			}
@@ -84,7 +84,7 @@ func TestStoreEviction(t *testing.T) {
 			}
 			// A newcomer takes a released slot and starts from zero.
 			st.begin()
-			s := st.acquire("newcomer", t0)
+			s, _ := st.acquire("newcomer", t0)
 			if h, c := st.state(s); slices.ContainsFunc(h, nonZero) || slices.ContainsFunc(c, nonZero) {
 				t.Errorf("newcomer's state = %v, %v, want zeros", h, c)
 			}
@@ -137,7 +137,7 @@ func fillStore(n, hid int) *store {
 		}
 		// IPv4-like keys, the common case: 10.x.y.z is 8 to 12 bytes.
 		buf = fmt.Appendf(buf[:0], "10.%d.%d.%d", i>>16&255, i>>8&255, i&255)
-		s := st.acquire(string(buf), t0)
+		s, _ := st.acquire(string(buf), t0)
 		h, c := st.state(s)
 		h[0], c[0] = 1, 1
 	}

@@ -65,12 +65,12 @@ func newStepper(maxFlows int) *stepper {
 func (sp *stepper) plan(st *store, v *features.View) (waves int) {
 	n := v.Len()
 	st.begin()
-	sp.slot = growInt32(sp.slot, n)
-	sp.wave = growInt32(sp.wave, n)
-	sp.expired = growBool(sp.expired, n)
+	sp.slot = grow(sp.slot, n)
+	sp.wave = grow(sp.wave, n)
+	sp.expired = grow(sp.expired, n)
 	for i := range n {
-		sp.expired[i] = st.idle(v.Host(i))
-		s := st.acquire(v.Host(i), v.EndNs(i))
+		s, expired := st.acquire(v.Host(i), v.EndNs(i))
+		sp.expired[i] = expired
 		sp.slot[i] = s
 		m := &st.meta[s]
 		if m.gen != st.gen {
@@ -82,7 +82,7 @@ func (sp *stepper) plan(st *store, v *features.View) (waves int) {
 	}
 	// Counting sort by wave, stable in row order, so that each host's flows
 	// are applied in the order the message lists them.
-	sp.starts = growInt32(sp.starts, waves+1)
+	sp.starts = grow(sp.starts, waves+1)
 	clear(sp.starts)
 	for _, w := range sp.wave[:n] {
 		sp.starts[w+1]++
@@ -90,7 +90,7 @@ func (sp *stepper) plan(st *store, v *features.View) (waves int) {
 	for w := 1; w <= waves; w++ {
 		sp.starts[w] += sp.starts[w-1]
 	}
-	sp.order = growInt32(sp.order, n)
+	sp.order = grow(sp.order, n)
 	next := sp.starts[:waves] // reused as write cursors, then restored
 	for i, w := range sp.wave[:n] {
 		sp.order[next[w]] = int32(i)
@@ -113,16 +113,16 @@ func (sp *stepper) run(m *model.Model, st *store, v *features.View, waves int, k
 	if sp.ws == nil {
 		sp.ws = model.NewWorkspace(m, sp.maxFlows)
 	}
-	sp.x = growF32(sp.x, sp.maxFlows*f)
-	sp.h = growF32(sp.h, sp.maxFlows*hid)
-	sp.c = growF32(sp.c, sp.maxFlows*hid)
-	sp.hPrev = growF32(sp.hPrev, sp.maxFlows*hid)
+	sp.x = grow(sp.x, sp.maxFlows*f)
+	sp.h = grow(sp.h, sp.maxFlows*hid)
+	sp.c = grow(sp.c, sp.maxFlows*hid)
+	sp.hPrev = grow(sp.hPrev, sp.maxFlows*hid)
 	sp.nc, sp.d = c, d
-	sp.anomaly = growF32(sp.anomaly, n)
-	sp.probs = growF32(sp.probs, n*c)
-	sp.emb = growF32(sp.emb, n*d)
-	sp.before = growUint32(sp.before, n)
-	sp.prevIdx = growInt32(sp.prevIdx, n)
+	sp.anomaly = grow(sp.anomaly, n)
+	sp.probs = grow(sp.probs, n*c)
+	sp.emb = grow(sp.emb, n*d)
+	sp.before = grow(sp.before, n)
+	sp.prevIdx = grow(sp.prevIdx, n)
 	sp.prevH = sp.prevH[:0]
 	sp.invalid = 0
 
@@ -212,37 +212,11 @@ func flushSubnormals(x []float32) {
 	}
 }
 
-func growF32(s []float32, n int) []float32 {
+// grow returns s resized to n, reusing its array when it is large enough.
+// The contents are not cleared: callers overwrite what they read.
+func grow[T any](s []T, n int) []T {
 	if cap(s) >= n {
 		return s[:n]
 	}
-	return make([]float32, n)
-}
-
-func growInt64(s []int64, n int) []int64 {
-	if cap(s) >= n {
-		return s[:n]
-	}
-	return make([]int64, n)
-}
-
-func growInt32(s []int32, n int) []int32 {
-	if cap(s) >= n {
-		return s[:n]
-	}
-	return make([]int32, n)
-}
-
-func growUint32(s []uint32, n int) []uint32 {
-	if cap(s) >= n {
-		return s[:n]
-	}
-	return make([]uint32, n)
-}
-
-func growBool(s []bool, n int) []bool {
-	if cap(s) < n {
-		return make([]bool, n)
-	}
-	return s[:n]
+	return make([]T, n)
 }

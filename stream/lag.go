@@ -198,25 +198,14 @@ type PartitionLag struct {
 	p lagPoller
 }
 
-// NewPartitionLag returns a PartitionLag reporting under group, polling
-// end offsets every cfg.Reader.LagInterval.
-func NewPartitionLag(cfg Config, group string, log *slog.Logger, reg prometheus.Registerer) (*PartitionLag, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("stream config: %w", err)
-	}
-	tr, err := cfg.Transport()
-	if err != nil {
-		return nil, err
-	}
+// NewPartitionLag returns a PartitionLag reporting under group. It polls
+// end offsets through client, the stage's own, every cfg.Reader.LagInterval,
+// each request bounded by cfg.Timeout.
+func NewPartitionLag(cfg Config, client *kafka.Client, group string, log *slog.Logger, reg prometheus.Registerer) *PartitionLag {
 	return &PartitionLag{
 		t: newLagTracker(group, newMetrics(reg).lag),
-		p: lagPoller{
-			client:   &kafka.Client{Addr: kafka.TCP(cfg.Brokers...), Transport: tr, Timeout: cfg.Timeout},
-			timeout:  cfg.Timeout,
-			interval: cfg.Reader.LagInterval,
-			log:      orDiscard(log).With("group", group),
-		},
-	}, nil
+		p: lagPoller{client: client, timeout: cfg.Timeout, interval: cfg.Reader.LagInterval, log: orDiscard(log).With("group", group)},
+	}
 }
 
 // Assign starts tracking topic/partition, read from offset next on.
