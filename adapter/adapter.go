@@ -319,8 +319,13 @@ func (s *Stage) handleScores(msg *kafka.Message) {
 	thr := s.thresholds(v.Classes())
 	pos := position{msg.Partition, msg.Offset}
 	timeNs := recordTime(msg, time.Now())
+	var host string
 	for i := range v.Len() {
-		s.join.addScore(v.FlowID(i), pos, timeNs, v.ModelVersion(i), alerted(v.Probs(i), thr), v.Embedding(i))
+		// Consecutive rows are mostly one host's: share its string.
+		if h := v.Host(i); h != host {
+			host = strings.Clone(h)
+		}
+		s.join.addScore(v.FlowID(i), pos, timeNs, v.ModelVersion(i), alerted(v.Probs(i), thr), v.Embedding(i), host, v.TimeNs(i))
 	}
 }
 

@@ -19,6 +19,7 @@ const (
 	maxFineTuneSteps     = 100_000
 	maxFineTuneBatch     = 1 << 16
 	maxAnalysts          = 1 << 20
+	maxCampaignIdle      = 24 * time.Hour
 )
 
 // Config is the adapter stage's configuration. The Kafka settings sit under
@@ -79,6 +80,11 @@ type Settings struct {
 	// that contradicts the memory then shows up in the gate
 	// (-adapter.new-label-weight). Default 1.
 	NewLabelWeight float64 `yaml:"new-label-weight"`
+	// CampaignIdle is how long a host may pause and still be in the attack
+	// campaign its labels name: its alerting flows are named as labelled
+	// while they come no further apart than this (model.Campaign). 0 names
+	// flows by the head alone (-adapter.campaign-idle). Default 10m.
+	CampaignIdle time.Duration `yaml:"campaign-idle"`
 
 	Join      JoinConfig      `yaml:"join"`
 	Gate      GateConfig      `yaml:"gate"`
@@ -176,6 +182,7 @@ func DefaultConfig() Config {
 			ExemplarsPerClass: 64,
 			NewClassThreshold: 0.5,
 			NewLabelWeight:    1,
+			CampaignIdle:      10 * time.Minute,
 			Join:              JoinConfig{Window: 10 * time.Minute, MaxScores: 100000, MaxAlerts: 100000, MaxLabels: 10000},
 			Gate:              GateConfig{Holdout: 0.25, RecallTolerance: 0.05, FPRTolerance: 0.02, MinAgreement: 0.5},
 			FineTune:          FineTuneConfig{Steps: 300, BatchSize: 128, LR: 0.02, WeightDecay: 0.01},
@@ -224,6 +231,10 @@ func (c Config) Validate() error {
 	floatIn("-adapter.new-class-threshold", s.NewClassThreshold, 0, 1)
 	if !(s.NewLabelWeight > 0 && s.NewLabelWeight <= 100) {
 		bad("-adapter.new-label-weight: must be in (0, 100], got %g", s.NewLabelWeight)
+	}
+
+	if s.CampaignIdle < 0 || s.CampaignIdle > maxCampaignIdle {
+		bad("-adapter.campaign-idle: must be between 0 and %v, got %v", maxCampaignIdle, s.CampaignIdle)
 	}
 
 	j := s.Join

@@ -36,6 +36,20 @@
 // A rejected candidate is logged with the gate's numbers, counted, and
 // dropped with its labels.
 //
+// Campaigns: labels name attackers as well as flows. Each update carries,
+// per host with attack labels, the family of its newest label over the span
+// of those labels (model.Campaign); scorers name the host's class alerts by
+// it until the host pauses for longer than -adapter.campaign-idle. Ten
+// labels are often one kind of flow, which no head row generalises from to
+// the attack's other kinds (CIC-IDS2017's first ten Slowloris flows are all
+// 5/4 packets, 247 bytes; the head names the rest Slowhttptest), while the
+// attacker goes on from the same address. When every fit of a new family's
+// row costs a known class, the family is added dormant, named by its
+// campaigns alone with the head unchanged, if the gate finds that its
+// held-back labels are alerted on and so named; its next labels give it a
+// row. A campaign renames alerts and never raises or drops one, so it
+// cannot move detection or the false-positive rate.
+//
 // Defences against bad labels: per-analyst rate limits, labels on unknown
 // flows expire and are counted, conflicting labels on one flow resolve to
 // the latest, and the gate is the last line.

@@ -1,10 +1,12 @@
 package adapter
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 
 	"github.com/metaids/metaids/model"
 	"github.com/metaids/metaids/schemas"
@@ -14,6 +16,8 @@ import (
 type sample struct {
 	verdict string // "benign" or a family name
 	emb     []float32
+	host    string // the flow's host and end; "" when unknown
+	endNs   int64
 }
 
 // fitParams are the settings of one fit, taken from Settings.
@@ -25,6 +29,7 @@ type fitParams struct {
 	exemplarBytes     int64 // what the exemplars of an update may take in all
 	newThreshold      float32
 	newLabelWeight    float64
+	campaignIdle      int64 // ns; 0: no campaigns
 	ft                model.FineTuneConfig
 }
 
@@ -42,6 +47,7 @@ func paramsFrom(c Config) fitParams {
 		exemplarsPerClass: s.ExemplarsPerClass,
 		newThreshold:      float32(s.NewClassThreshold),
 		newLabelWeight:    s.NewLabelWeight,
+		campaignIdle:      int64(s.CampaignIdle),
 		ft:                s.fineTune(),
 	}
 }
@@ -51,6 +57,8 @@ type row struct {
 	class int
 	emb   []float32
 	label bool // a new label, not an exemplar
+	host  string
+	endNs int64
 }
 
 // fitHead builds a candidate from cur and the new labels, and gates it.
@@ -110,12 +118,12 @@ func fitHead(cur *model.Model, samples []sample, p fitParams, rng *rand.Rand) (*
 	labels := make([][]row, total)
 	for _, s := range samples {
 		k := classOf(s.verdict)
-		labels[k] = append(labels[k], row{k, s.emb, true})
+		labels[k] = append(labels[k], row{class: k, emb: s.emb, label: true, host: s.host, endNs: s.endNs})
 	}
 	exemplars := make([][]row, total)
 	for _, e := range cur.Exemplars {
 		if int(e.Class) < known && len(e.Embedding) == d {
-			exemplars[e.Class] = append(exemplars[e.Class], row{int(e.Class), e.Embedding, false})
+			exemplars[e.Class] = append(exemplars[e.Class], row{class: int(e.Class), emb: e.Embedding})
 		}
 	}
 
@@ -152,7 +160,7 @@ func fitHead(cur *model.Model, samples []sample, p fitParams, rng *rand.Rand) (*
 	// 16 held-back benign exemplars.
 	if g := cur.GateBenign; len(g) > 0 && len(g)%d == 0 {
 		for i := 0; i < len(g); i += d {
-			hold = append(hold, row{benign, g[i : i+d : i+d], false})
+			hold = append(hold, row{class: benign, emb: g[i : i+d : i+d]})
 		}
 		rep.GateBenign = len(g) / d
 	}
@@ -160,10 +168,23 @@ func fitHead(cur *model.Model, samples []sample, p fitParams, rng *rand.Rand) (*
 	// a class's recall rests on dozens of flows, not 16 exemplars.
 	for _, e := range cur.GateKnown {
 		if e.Class >= 1 && int(e.Class) < known && len(e.Embedding) == d {
-			hold = append(hold, row{int(e.Class), e.Embedding, false})
+			hold = append(hold, row{class: int(e.Class), emb: e.Embedding})
 			rep.GateKnown++
 		}
 	}
+	// The gate sees the campaigns of the labels it fits on, so that a
+	// held-back label counts as reproduced when the campaign of the fitted
+	// ones names it, as the scorer would.
+	// A host's old campaign gives way to any new label on the host, held
+	// back or not, as it does in the update.
+	touched := map[string]bool{}
+	for _, rows := range labels {
+		for _, r := range rows {
+			touched[r.host] = true
+		}
+	}
+	kept := slices.DeleteFunc(slices.Clone(cur.Campaigns), func(c model.Campaign) bool { return touched[c.Host] })
+	gateCampaigns := campaigns(kept, fitLabels, benign, p.campaignIdle)
 	var (
 		cand      *model.Model
 		best      = math.Inf(-1)
@@ -172,11 +193,21 @@ func fitHead(cur *model.Model, samples []sample, p fitParams, rng *rand.Rand) (*
 	)
 	for _, frac := range fitStrengths {
 		c := cur.Clone()
+		c.Campaigns = gateCampaigns
 		for i, name := range newNames {
 			k := known + i
 			mu := mean(fitLabels[k], d)
 			if _, err := c.AddClass(name, mu, p.newThreshold); err != nil {
 				return nil, gateReport{}, fmt.Errorf("fit head: %w", err)
+			}
+		}
+		// A family added dormant (below) gets a real row once it has
+		// labels to fit.
+		for k := range known {
+			if c.Dormant(k) && len(fitLabels[k]) > 0 {
+				if err := c.SetClassFromPrototype(k, mean(fitLabels[k], d)); err != nil {
+					return nil, gateReport{}, fmt.Errorf("fit head: %w", err)
+				}
 			}
 		}
 		r := rep
@@ -212,9 +243,35 @@ func fitHead(cur *model.Model, samples []sample, p fitParams, rng *rand.Rand) (*
 			best, cand, rep = sc, c, r
 		}
 	}
+	if cand == nil && slices.ContainsFunc(gateCampaigns, func(c model.Campaign) bool { return c.Class >= known }) {
+		// Every fit costs a known class, but the labels name hosts'
+		// campaigns: the new families join the model dormant, named only
+		// by their campaigns, and the head stays as it is. On CIC-IDS2017
+		// ten web brute-force labels cannot get a head row without XSS
+		// going with it, yet the brute force keeps coming from the host
+		// the analyst labelled.
+		c := cur.Clone()
+		c.Campaigns = gateCampaigns
+		for _, name := range newNames {
+			if _, err := c.AddDormantClass(name, p.newThreshold); err != nil {
+				return nil, gateReport{}, fmt.Errorf("fit head: %w", err)
+			}
+		}
+		r := rep
+		r.CampaignOnly = true
+		r.gate(cur, c, hold, benign, known, newNames, p)
+		if r.Accepted {
+			cand, rep = c, r
+		} else {
+			rejected.Reason += "; with the head unchanged and campaigns only: " + r.Reason
+		}
+	}
 	if cand == nil {
 		return nil, rejected, nil
 	}
+	// The update carries the campaigns of every label, held back or not.
+	cand.Campaigns = campaigns(cur.Campaigns, labels, benign, p.campaignIdle)
+	rep.Campaigns = len(cand.Campaigns)
 
 	// An exemplar costs its floats and a few bytes of framing. The cap per
 	// class shrinks as classes are added, so that the update still fits in
@@ -309,4 +366,85 @@ func mean(rows []row, d int) []float32 {
 		mu[j] = float32(sum[j] / float64(len(rows)))
 	}
 	return mu
+}
+
+// campaigns returns cur updated with the campaigns that labels (per class)
+// name: for each host, the attack family of its newest label, from the
+// first to the last of the host's labels of that family (model.Campaign).
+// A label calling a host's flow benign after its campaign's last labelled
+// flow ends the campaign. The newest model.MaxCampaigns are kept, ordered
+// by host. With idle 0 there are none.
+func campaigns(cur []model.Campaign, labels [][]row, benign int, idle int64) []model.Campaign {
+	if idle <= 0 {
+		return nil
+	}
+	type span struct {
+		class        int
+		first, last  int64
+		newest       int64 // the host's newest attack label, of any class
+		benignNewest int64
+		attack       bool
+		spanned      bool
+	}
+	hosts := map[string]*span{}
+	at := func(h string) *span {
+		sp := hosts[h]
+		if sp == nil {
+			sp = &span{benignNewest: math.MinInt64}
+			hosts[h] = sp
+		}
+		return sp
+	}
+	// The newest attack label picks each host's family first, then that
+	// family's labels set the span.
+	for k, rows := range labels {
+		for _, r := range rows {
+			if r.host == "" {
+				continue
+			}
+			sp := at(r.host)
+			if k == benign {
+				sp.benignNewest = max(sp.benignNewest, r.endNs)
+				continue
+			}
+			if !sp.attack || r.endNs > sp.newest || (r.endNs == sp.newest && k > sp.class) {
+				sp.attack, sp.newest, sp.class = true, r.endNs, k
+			}
+		}
+	}
+	for k, rows := range labels {
+		for _, r := range rows {
+			if sp := hosts[r.host]; r.host != "" && sp.attack && sp.class == k {
+				if !sp.spanned {
+					sp.first, sp.last, sp.spanned = r.endNs, r.endNs, true
+				}
+				sp.first, sp.last = min(sp.first, r.endNs), max(sp.last, r.endNs)
+			}
+		}
+	}
+	var out []model.Campaign
+	for _, c := range cur {
+		sp := hosts[c.Host]
+		switch {
+		case sp == nil:
+			out = append(out, c)
+		case sp.attack && sp.class == c.Class && sp.first-c.LastNs <= c.IdleNs:
+			// More labels on a campaign it already names lengthen it;
+			// its first flow stays, so scorers keep how far it has run.
+			sp.first, sp.last = min(sp.first, c.FirstNs), max(sp.last, c.LastNs)
+		case !sp.attack && sp.benignNewest <= c.LastNs:
+			out = append(out, c)
+		}
+	}
+	for h, sp := range hosts {
+		if sp.attack && sp.benignNewest <= sp.last {
+			out = append(out, model.Campaign{Host: h, Class: sp.class, FirstNs: max(sp.first, 0), LastNs: max(sp.last, 0), IdleNs: idle})
+		}
+	}
+	if len(out) > model.MaxCampaigns {
+		slices.SortFunc(out, func(a, b model.Campaign) int { return cmp.Compare(b.LastNs, a.LastNs) })
+		out = out[:model.MaxCampaigns]
+	}
+	slices.SortFunc(out, func(a, b model.Campaign) int { return strings.Compare(a.Host, b.Host) })
+	return out
 }

@@ -2,6 +2,7 @@ package adapter
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -336,10 +337,10 @@ func TestGateFPRConfidence(t *testing.T) {
 	}{{0, true}, {3, true}, {8, true}, {12, false}, {30, false}} {
 		var hold []row
 		for _, e := range w.sample("benign", n-tc.extra) {
-			hold = append(hold, row{benign, e, false})
+			hold = append(hold, row{class: benign, emb: e})
 		}
 		for _, e := range w.sample("portscan", tc.extra) {
-			hold = append(hold, row{benign, e, false})
+			hold = append(hold, row{class: benign, emb: e})
 		}
 		var rep gateReport
 		rep.gate(cur, cand, hold, benign, cur.NumClasses(), nil, testParams())
@@ -368,5 +369,115 @@ func TestFPRRiseLow(t *testing.T) {
 		if got := fprRiseLow(tc.fpB, tc.fpA, tc.flips, tc.n); math.Abs(got-tc.want) > 1e-12 {
 			t.Errorf("fprRiseLow(%d, %d, %d, %d) = %.6f, want %.6f", tc.fpB, tc.fpA, tc.flips, tc.n, got, tc.want)
 		}
+	}
+}
+
+// hosted gives the samples hosts and times: label i is a flow of hosts[i %
+// len(hosts)] ending at i seconds past start.
+func hosted(ss []sample, start int64, hosts ...string) []sample {
+	for i := range ss {
+		ss[i].host, ss[i].endNs = hosts[i%len(hosts)], start+int64(i)*1e9
+	}
+	return ss
+}
+
+func TestFitHeadCampaigns(t *testing.T) {
+	w := newWorld(11)
+	base := baseModel(t, w, 64)
+	withGateKnown(t, w, base, 32)
+	// A head row for labels on flows the head calls exfiltration costs
+	// exfiltration its recall, so every fit is refused; the labels' host
+	// still gets its campaign, with the family dormant in the head.
+	labels := hosted(samples("wiper", w.sample("exfiltration", 10)), 1e18, "10.0.0.9")
+	exfil := w.sample("exfiltration", 300)
+	cand, rep, err := fitHead(base, labels, testParams(), rand.New(rand.NewPCG(1, 2)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cand == nil || !rep.CampaignOnly {
+		t.Fatalf("candidate %v, campaign only %v, reason %q; want a campaign-only update; %v", cand != nil, rep.CampaignOnly, rep.Reason, rep.logAttrs())
+	}
+	k, ok := cand.ClassIndex("wiper")
+	if !ok || !cand.Dormant(k) {
+		t.Fatalf("wiper: class %d (%v), dormant %v", k, ok, ok && cand.Dormant(k))
+	}
+	want := []model.Campaign{{Host: "10.0.0.9", Class: k, FirstNs: 1e18, LastNs: 1e18 + 9e9, IdleNs: int64(DefaultConfig().Adapter.CampaignIdle)}}
+	if !slices.Equal(cand.Campaigns, want) {
+		t.Errorf("campaigns %+v, want %+v", cand.Campaigns, want)
+	}
+	if b, a := recall(base, exfil, "exfiltration"), recall(cand, exfil, "exfiltration"); a != b {
+		t.Errorf("exfiltration recall %.3f -> %.3f: a campaign-only update changed the head", b, a)
+	}
+
+	// Without campaigns nothing is left to publish.
+	p := testParams()
+	p.campaignIdle = 0
+	if cand, rep, _ := fitHead(base, labels, p, rand.New(rand.NewPCG(1, 2))); cand != nil {
+		t.Fatalf("with -adapter.campaign-idle 0: accepted (%+v)", rep)
+	}
+
+	// The next labels of the family, on its own flows, give it a real row.
+	next := hosted(samples("wiper", w.sample("ransomware", 10)), 2e18, "10.0.0.10")
+	cand2, rep2, err := fitHead(cand, next, testParams(), rand.New(rand.NewPCG(3, 4)))
+	if err != nil || cand2 == nil {
+		t.Fatalf("second fit: %v, %q", err, rep2.Reason)
+	}
+	if cand2.Dormant(k) || rep2.CampaignOnly {
+		t.Errorf("second fit: dormant %v, campaign only %v; want a head row", cand2.Dormant(k), rep2.CampaignOnly)
+	}
+	if got := recall(cand2, w.sample("ransomware", 300), "wiper"); got < 0.8 {
+		t.Errorf("second fit: wiper recall %.3f on its flows, want >= 0.8", got)
+	}
+	if len(cand2.Campaigns) != 2 {
+		t.Errorf("second fit: campaigns %+v, want the first host's and the second's", cand2.Campaigns)
+	}
+}
+
+func TestCampaignsFromLabels(t *testing.T) {
+	const s, idle = int64(1e9), int64(600e9)
+	lab := func(class int, host string, at int64) row {
+		return row{class: class, label: true, host: host, endNs: at * s}
+	}
+	by := func(rows ...row) [][]row {
+		out := make([][]row, 4)
+		for _, r := range rows {
+			out[r.class] = append(out[r.class], r)
+		}
+		return out
+	}
+	old := []model.Campaign{
+		{Host: "a", Class: 1, FirstNs: 100 * s, LastNs: 200 * s, IdleNs: idle},
+		{Host: "b", Class: 1, FirstNs: 100 * s, LastNs: 200 * s, IdleNs: idle},
+		{Host: "c", Class: 2, FirstNs: 100 * s, LastNs: 200 * s, IdleNs: idle},
+		{Host: "d", Class: 2, FirstNs: 100 * s, LastNs: 200 * s, IdleNs: idle},
+	}
+	got := campaigns(old, by(
+		lab(1, "a", 500), lab(1, "a", 300), // more of a's campaign: it lengthens, its first flow stays
+		lab(3, "b", 250),                                  // b's attacker turned to another family
+		lab(0, "c", 300),                                  // an analyst cleared c after its campaign
+		lab(0, "d", 150),                                  // a benign label inside d's campaign leaves it
+		lab(2, "e", 40), lab(3, "e", 50), lab(2, "e", 60), // e's newest label picks its family
+		lab(0, "f", 10),            // a benign label alone starts nothing
+		row{class: 2, label: true}, // no host: no campaign
+	), 0, idle)
+	want := []model.Campaign{
+		{Host: "a", Class: 1, FirstNs: 100 * s, LastNs: 500 * s, IdleNs: idle},
+		{Host: "b", Class: 3, FirstNs: 250 * s, LastNs: 250 * s, IdleNs: idle},
+		{Host: "d", Class: 2, FirstNs: 100 * s, LastNs: 200 * s, IdleNs: idle},
+		{Host: "e", Class: 2, FirstNs: 40 * s, LastNs: 60 * s, IdleNs: idle},
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("campaigns\n got %+v\nwant %+v", got, want)
+	}
+	if got := campaigns(old, by(lab(1, "z", 1)), 0, 0); got != nil {
+		t.Errorf("idle 0: %+v, want none", got)
+	}
+	var many [][]row = make([][]row, 2)
+	for i := range model.MaxCampaigns + 10 {
+		many[1] = append(many[1], lab(1, fmt.Sprintf("10.0.%d.%d", i/256, i%256), int64(i)))
+	}
+	got = campaigns(nil, many, 0, idle)
+	if len(got) != model.MaxCampaigns || slices.ContainsFunc(got, func(c model.Campaign) bool { return c.LastNs < 10*s }) {
+		t.Errorf("%d campaigns kept, want the newest %d", len(got), model.MaxCampaigns)
 	}
 }

@@ -11,6 +11,8 @@ import (
 type Labelled struct {
 	Verdict   string // schemas.VerdictBenign or a family name
 	Embedding []float32
+	Host      string // the flow's host, "" if unknown: no campaign
+	EndNs     int64  // the flow's end
 }
 
 // FitResult is the outcome of Fit.
@@ -38,7 +40,7 @@ func Fit(cur *model.Model, labels []Labelled, s Settings, writerBatchBytes int64
 	p := paramsFrom(c)
 	samples := make([]sample, len(labels))
 	for i, l := range labels {
-		samples[i] = sample{verdict: l.Verdict, emb: l.Embedding}
+		samples[i] = sample{verdict: l.Verdict, emb: l.Embedding, host: l.Host, endNs: l.EndNs}
 	}
 	cand, rep, err := fitHead(cur, samples, p, rng)
 	if err != nil {

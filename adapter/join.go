@@ -41,6 +41,8 @@ type pending struct {
 	version  int64    // the model version that scored the flow
 	alerted  bool     // the flow was alerted on: a benign verdict is a false positive
 	scorePos position // where the flow's score was read, once joined
+	host     string   // the flow's host and end, once joined: a label on an
+	flowNs   int64    // attack starts a campaign there (model.Campaign)
 	alertPos position // where the alert naming the flow was read, for alert labels
 	done     bool
 }
@@ -169,6 +171,7 @@ func (j *joiner) place(p *pending) bool {
 		}
 		if old.joined && !p.joined {
 			p.joined, p.emb, p.version, p.scorePos = true, old.emb, old.version, old.scorePos
+			p.host, p.flowNs = old.host, old.flowNs
 			p.alerted = p.alerted || old.alerted
 		}
 		j.settle(old, outcomeSuperseded)
@@ -178,6 +181,7 @@ func (j *joiner) place(p *pending) bool {
 	if !p.joined {
 		if emb, slot, ok := j.scores.get(p.flow); ok {
 			p.joined, p.emb, p.version, p.scorePos = true, slices.Clone(emb), slot.version, slot.pos
+			p.host, p.flowNs = slot.host, slot.flowNs
 			p.alerted = p.alerted || slot.alerted
 		}
 	}
@@ -197,11 +201,13 @@ func (j *joiner) readAlert(part int, offset int64) {
 }
 
 // addScore takes one scored flow, read at pos. timeNs is its record's time,
-// alerted whether the scorer's model alerted on it.
-func (j *joiner) addScore(flow uint64, pos position, timeNs, version int64, alerted bool, emb []float32) {
-	j.scores.add(scoreSlot{flow: flow, pos: pos, timeNs: timeNs, version: version, alerted: alerted}, emb)
+// alerted whether the scorer's model alerted on it; host and flowNs are the
+// flow's host and end.
+func (j *joiner) addScore(flow uint64, pos position, timeNs, version int64, alerted bool, emb []float32, host string, flowNs int64) {
+	j.scores.add(scoreSlot{flow: flow, pos: pos, timeNs: timeNs, version: version, alerted: alerted, host: host, flowNs: flowNs}, emb)
 	if p := j.byFlow[flow]; p != nil && !p.joined {
 		p.joined, p.emb, p.version, p.scorePos = true, slices.Clone(emb), version, pos
+		p.host, p.flowNs = host, flowNs
 		p.alerted = p.alerted || alerted
 	}
 }
@@ -378,6 +384,8 @@ type scoreSlot struct {
 	timeNs  int64
 	version int64
 	alerted bool
+	host    string
+	flowNs  int64 // the flow's end, event time
 }
 
 func (b *scoreBuf) add(slot scoreSlot, emb []float32) {

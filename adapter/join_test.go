@@ -154,7 +154,7 @@ func TestJoin(t *testing.T) {
 					}
 				case s.score != 0:
 					j.readScore(0, int64(i))
-					j.addScore(s.score, position{0, int64(i)}, int64(s.scoreAt), 1, false, emb)
+					j.addScore(s.score, position{0, int64(i)}, int64(s.scoreAt), 1, false, emb, "", 0)
 				case s.alert != "":
 					j.readAlert(0, int64(i))
 					j.addAlert(s.alert, s.flow, position{0, int64(i)})
@@ -199,7 +199,7 @@ func TestJoinSettle(t *testing.T) {
 	for off := int64(100); off < 110; off++ {
 		flow := uint64(off)
 		if off != 105 {
-			j.addScore(flow, position{0, off}, 0, 1, false, []float32{float32(off)})
+			j.addScore(flow, position{0, off}, 0, 1, false, []float32{float32(off)}, "", 0)
 		}
 		j.read(0, off)
 		if out := j.add(&pending{part: 0, offset: off, readAt: now, label: schemas.Label{
@@ -217,7 +217,7 @@ func TestJoinSettle(t *testing.T) {
 	if r := j.resume(); r[0] != 105 {
 		t.Errorf("resume after the fit = %d, want 105", r[0])
 	}
-	j.addScore(105, position{0, 200}, 0, 1, false, []float32{105})
+	j.addScore(105, position{0, 200}, 0, 1, false, []float32{105}, "", 0)
 	for _, p := range j.eligible() {
 		j.settle(p, outcomeRejected)
 	}
@@ -306,7 +306,7 @@ func TestJoinReplayPositions(t *testing.T) {
 	j := newJoiner(cfg, func(string) {})
 	score := func(part int, off int64, flow uint64) {
 		j.readScore(part, off)
-		j.addScore(flow, position{part, off}, 0, 1, false, []float32{1})
+		j.addScore(flow, position{part, off}, 0, 1, false, []float32{1}, "", 0)
 	}
 	alert := func(part int, off int64, id string, flow uint64) {
 		j.readAlert(part, off)

@@ -58,7 +58,7 @@ func (s *Stage) fit(ctx context.Context, trigger string) error {
 			s.join.settle(p, outcomeStale)
 			continue
 		}
-		samples = append(samples, sample{verdict: p.label.Verdict, emb: p.emb})
+		samples = append(samples, sample{verdict: p.label.Verdict, emb: p.emb, host: p.host, endNs: p.flowNs})
 		used = append(used, p)
 		newestNs = max(newestNs, p.recordNs)
 		if p.label.Verdict == schemas.VerdictBenign && p.alerted {

@@ -134,9 +134,12 @@ type AdaptConfig struct {
 	NewClassThreshold float64 `yaml:"new-class-threshold" help:"the adapter's -adapter.new-class-threshold"`
 	// NewLabelWeight weighs new labels against replayed exemplars.
 	// Default 1.
-	NewLabelWeight float64                `yaml:"new-label-weight" help:"the adapter's -adapter.new-label-weight"`
-	Gate           adapter.GateConfig     `yaml:"gate"`
-	FineTune       adapter.FineTuneConfig `yaml:"finetune"`
+	NewLabelWeight float64 `yaml:"new-label-weight" help:"the adapter's -adapter.new-label-weight"`
+	// CampaignIdle is the pause that ends a labelled host's campaign; 0
+	// names alerts by the head alone. Default 10m.
+	CampaignIdle time.Duration          `yaml:"campaign-idle" help:"the adapter's -adapter.campaign-idle"`
+	Gate         adapter.GateConfig     `yaml:"gate"`
+	FineTune     adapter.FineTuneConfig `yaml:"finetune"`
 }
 
 // DefaultConfig returns the defaults documented on each field.
@@ -154,6 +157,7 @@ func DefaultConfig() Config {
 			ExemplarsPerClass: ad.ExemplarsPerClass,
 			NewClassThreshold: ad.NewClassThreshold,
 			NewLabelWeight:    ad.NewLabelWeight,
+			CampaignIdle:      ad.CampaignIdle,
 			Gate:              ad.Gate,
 			FineTune:          ad.FineTune,
 		},
@@ -244,6 +248,7 @@ func (a AdaptConfig) settings() adapter.Settings {
 	s.ExemplarsPerClass = a.ExemplarsPerClass
 	s.NewClassThreshold = a.NewClassThreshold
 	s.NewLabelWeight = a.NewLabelWeight
+	s.CampaignIdle = a.CampaignIdle
 	s.Gate = a.Gate
 	s.FineTune = a.FineTune
 	return s

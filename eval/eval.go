@@ -93,18 +93,22 @@ func WriteTable(w io.Writer, rep *Report) error {
 	}
 	fams := slices.Sorted(maps.Keys(rep.NewFamilies))
 	if len(fams) > 0 {
-		fmt.Fprintf(&b, "%-28s %5s %6s %7s %7s %9s %9s %7s\n", "new family", "shots", "flows", "rec_bef", "rec_aft", "fam_rec_a", "prec_aft", "f1_aft")
+		fmt.Fprintf(&b, "%-28s %5s %6s %7s %7s %9s %9s %7s %8s\n", "new family", "shots", "flows", "rec_bef", "rec_aft", "fam_rec_a", "prec_aft", "f1_aft", "head_fam")
 		for _, name := range fams {
 			fr := rep.NewFamilies[name]
-			fmt.Fprintf(&b, "%-28s %5d %6d %7s %7s %9s %9s %7s\n", trunc(name, 28), fr.Shots, fr.Flows,
-				f(fr.RecallBefore), f(fr.RecallAfter), f(fr.FamilyRecallAfter), f(fr.PrecisionAfter), f(fr.F1After))
+			fmt.Fprintf(&b, "%-28s %5d %6d %7s %7s %9s %9s %7s %8s\n", trunc(name, 28), fr.Shots, fr.Flows,
+				f(fr.RecallBefore), f(fr.RecallAfter), f(fr.FamilyRecallAfter), f(fr.PrecisionAfter), f(fr.F1After), f(fr.FamilyRecallAfterHead))
 		}
 	}
 	for _, ad := range rep.Adaptations {
 		fams := strings.Join(ad.Families, ", ")
 		if ad.Accepted {
-			fmt.Fprintf(&b, "update: %s, %d labels -> v%d, first score by it after %s ms (serving after %s ms)\n",
-				fams, ad.Labels, ad.Version, f1d(ad.LatencyMs), f1d(ad.ServingMs))
+			how := ""
+			if ad.Gate["fit.campaign_only"] == 1 {
+				how = " (head unchanged: named by campaign only)"
+			}
+			fmt.Fprintf(&b, "update: %s, %d labels -> v%d%s, first score by it after %s ms (serving after %s ms)\n",
+				fams, ad.Labels, ad.Version, how, f1d(ad.LatencyMs), f1d(ad.ServingMs))
 		} else {
 			fmt.Fprintf(&b, "update: %s, %d labels -> rejected: %s\n", fams, ad.Labels, ad.Reason)
 		}

@@ -178,7 +178,7 @@ func runLive(ctx context.Context, cfg Config, m *model.Model, es *evalSet, log *
 
 	lv := &liveRun{
 		cfg: cfg, es: es, plan: plan, log: log, reg: reg, rejects: rejects,
-		o:      newOutcome(ModeLive, es, m, cfg.Scorer.AnomalyWarmup),
+		o:      newOutcome(ModeLive, es, m, cfg.Scorer.AnomalyWarmup, cfg.Live.Partitions),
 		book:   newHostBook(cfg.Scorer.TTL, cfg.Live.Partitions),
 		labels: planLabels(es, cfg.Shots),
 		rowOf:  make(map[uint64]int, len(plan.flowID)),

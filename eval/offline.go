@@ -92,7 +92,7 @@ const maxStep = 4096
 // adapts the model with the adapter's fit and gate as soon as a new
 // family's K-th flow is scored.
 func runOffline(ctx context.Context, cfg Config, m *model.Model, es *evalSet, log *slog.Logger) (*outcome, error) {
-	o := newOutcome(ModeOffline, es, m, cfg.Scorer.AnomalyWarmup)
+	o := newOutcome(ModeOffline, es, m, cfg.Scorer.AnomalyWarmup, cfg.Live.Partitions)
 	plan := planLabels(es, cfg.Shots)
 	book := newHostBook(cfg.Scorer.TTL, cfg.Live.Partitions)
 	settings, batchBytes := cfg.Adapter.settings(), stream.DefaultConfig().Writer.BatchBytes
@@ -168,7 +168,8 @@ func runOffline(ctx context.Context, cfg Config, m *model.Model, es *evalSet, lo
 		var samples []adapter.Labelled
 		for _, fam := range fams {
 			for _, jj := range plan.rows[fam] {
-				samples = append(samples, adapter.Labelled{Verdict: es.verdicts[fam], Embedding: o.embOf(jj)})
+				fl := es.flow(jj)
+				samples = append(samples, adapter.Labelled{Verdict: es.verdicts[fam], Embedding: o.embOf(jj), Host: features.Host(fl), EndNs: fl.EndNs})
 				o.labelled[jj] = true
 			}
 		}

@@ -17,9 +17,11 @@ type scored struct {
 	version int64   // the model version that scored it; 0: never scored
 	attack  float32 // 1 − p(benign): the threshold-free attack score
 	anomaly float32
-	pred    int16  // the alert's class, an index into outcome.names; predNone: no alert
-	before  uint32 // the host's flows before this one, for the anomaly warm-up
-	atNs    int64  // when the score was seen, ns after the replay started
+	pred    int16 // the alert's class, an index into outcome.names; predNone: no alert
+	// predHead is pred as the head names it, before any campaign.
+	predHead int16
+	before   uint32 // the host's flows before this one, for the anomaly warm-up
+	atNs     int64  // when the score was seen, ns after the replay started
 }
 
 // outcome is what either mode hands to the metrics: a score for every
@@ -45,20 +47,31 @@ type outcome struct {
 	alertLatency []float64     // ms, one per alert
 	live         *LiveSummary
 	notes        []string
+
+	// campaigns mirror the scorer's naming of labelled hosts' alerts
+	// (model.CampaignBook), one per features partition as the scorer
+	// keeps them.
+	campaigns []campaignPart
 }
 
-func newOutcome(mode string, es *evalSet, start *model.Model, warmup int) *outcome {
+type campaignPart struct {
+	book model.CampaignBook
+	of   *model.Model
+}
+
+func newOutcome(mode string, es *evalSet, start *model.Model, warmup, parts int) *outcome {
 	n := len(es.rows)
 	o := &outcome{
-		mode:     mode,
-		es:       es,
-		rows:     make([]scored, n),
-		d:        start.EmbeddingDim(),
-		warmup:   uint32(warmup),
-		nameIdx:  map[string]int16{},
-		start:    start,
-		models:   map[int64]*model.Model{start.Version: start},
-		labelled: make([]bool, n),
+		mode:      mode,
+		es:        es,
+		rows:      make([]scored, n),
+		d:         start.EmbeddingDim(),
+		warmup:    uint32(warmup),
+		nameIdx:   map[string]int16{},
+		start:     start,
+		models:    map[int64]*model.Model{start.Version: start},
+		labelled:  make([]bool, n),
+		campaigns: make([]campaignPart, max(parts, 1)),
 	}
 	o.emb = make([]float32, n*o.d)
 	return o
@@ -86,6 +99,18 @@ func (o *outcome) record(j int, m *model.Model, probs []float32, anomaly float32
 	r.before = before
 	r.atNs = atNs
 	r.pred = o.decide(m, probs, anomaly, before)
+	r.predHead = r.pred
+	if k, _ := model.AlertClass(probs, m.Thresholds, 0); k > 0 && len(m.Campaigns) > 0 {
+		// The scorer names a labelled host's alerts by its campaign.
+		fl := o.es.flow(j)
+		host := features.Host(fl)
+		cp := &o.campaigns[features.Partition(host, len(o.campaigns))]
+		if cp.of != m {
+			cp.book.Sync(m.Campaigns)
+			cp.of = m
+		}
+		r.pred = o.name(m.Classes()[cp.book.Attribute(host, fl.EndNs, k)])
+	}
 	copy(o.emb[j*o.d:(j+1)*o.d], emb)
 }
 

@@ -124,8 +124,13 @@ type FamilyResult struct {
 	RecallBefore      Metric `json:"recall_before"`
 	RecallAfter       Metric `json:"recall_after"`
 	FamilyRecallAfter Metric `json:"family_recall_after"`
-	PrecisionAfter    Metric `json:"precision_after"`
-	F1After           Metric `json:"f1_after"`
+	// FamilyRecallAfterHead is FamilyRecallAfter by the classifier head
+	// alone, without the campaigns of labelled hosts (model.Campaign): how
+	// much of the family the head would name on an attacker nobody
+	// labelled.
+	FamilyRecallAfterHead Metric `json:"family_recall_after_head"`
+	PrecisionAfter        Metric `json:"precision_after"`
+	F1After               Metric `json:"f1_after"`
 	// RecallAfterWithoutUpdate is the starting model's recall (any
 	// attack) on the same after-flows: what the labels bought.
 	RecallAfterWithoutUpdate Metric `json:"recall_after_without_update"`
@@ -415,8 +420,8 @@ func (o *outcome) family(fam string, plan *labelPlan, startPred []int16) *Family
 	}
 	famIdx, hasFam := o.nameIdx[verdict]
 	var (
-		tl                           strings.Builder
-		nB, hB, nA, hA, fA, hW, nBtw int
+		tl                               strings.Builder
+		nB, hB, nA, hA, fA, fH, hW, nBtw int
 	)
 	i := 0
 	for j, r := range o.rows {
@@ -449,6 +454,7 @@ func (o *outcome) family(fam string, plan *labelPlan, startPred []int16) *Family
 				nA++
 				hA += b2i(alert)
 				fA += b2i(hasFam && r.pred == famIdx)
+				fH += b2i(hasFam && r.predHead == famIdx)
 				hW += b2i(startPred[j] != predNone)
 			default:
 				nBtw++
@@ -470,6 +476,7 @@ func (o *outcome) family(fam string, plan *labelPlan, startPred []int16) *Family
 	fr.RecallBefore = ratio(hB, nB)
 	fr.RecallAfter = ratio(hA, nA)
 	fr.FamilyRecallAfter = ratio(fA, nA)
+	fr.FamilyRecallAfterHead = ratio(fH, nA)
 	fr.PrecisionAfter = ratio(predFok, predF)
 	fr.F1After = f1(fr.PrecisionAfter, fr.FamilyRecallAfter)
 	fr.RecallAfterWithoutUpdate = ratio(hW, nA)

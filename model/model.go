@@ -114,6 +114,10 @@ type Model struct {
 	// labels can lose a tenth of its flows unseen. Like GateBenign it
 	// belongs to the encoder. Optional.
 	GateKnown []schemas.Exemplar
+	// Campaigns name the alerting flows of hosts that analysts labelled
+	// (see Campaign); the adapter writes them with the head. At most
+	// MaxCampaigns.
+	Campaigns []Campaign
 	// P are the weights. Code that writes to them other than through this
 	// package must call WeightsChanged afterwards.
 	P Params
@@ -326,6 +330,7 @@ func (m *Model) Clone() *Model {
 	c.Exemplars = cloneExemplars(m.Exemplars)
 	c.GateBenign = slices.Clone(m.GateBenign)
 	c.GateKnown = cloneExemplars(m.GateKnown)
+	c.Campaigns = cloneCampaigns(m.Campaigns)
 	dst, src := c.P.slots(), m.P.slots()
 	for i := range dst {
 		copy(*dst[i], *src[i])

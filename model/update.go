@@ -52,6 +52,13 @@ func (m *Model) Update(kind schemas.UpdateKind) (*schemas.ModelUpdate, error) {
 		}
 		u.Tensors = append(u.Tensors, t)
 	}
+	ct, err := campaignsTensor(m.Campaigns)
+	if err != nil {
+		return nil, err
+	}
+	if ct != nil {
+		u.Tensors = append(u.Tensors, *ct)
+	}
 	if kind == schemas.UpdateFull && m.perFlow {
 		u.Tensors = append(u.Tensors, schemas.Tensor{Name: TensorPerFlow, Rows: 1, Cols: 1, Data: []float32{1}})
 	}
@@ -216,6 +223,9 @@ func FromUpdate(u *schemas.ModelUpdate, specHash string) (*Model, error) {
 	if tensors, m.GateKnown, err = takeGateKnown(tensors, m.EmbeddingDim(), m.NumClasses()); err != nil {
 		return nil, err
 	}
+	if tensors, m.Campaigns, err = takeCampaigns(tensors, m.NumClasses()); err != nil {
+		return nil, err
+	}
 	if err := fillTensors(m.Tensors(), tensors); err != nil {
 		return nil, err
 	}
@@ -249,8 +259,13 @@ func (m *Model) ApplyHead(u *schemas.ModelUpdate) (*Model, error) {
 	if err := out.setHeadMeta(u); err != nil {
 		return nil, err
 	}
+	tensors, campaigns, err := takeCampaigns(u.Tensors, c)
+	if err != nil {
+		return nil, err
+	}
+	out.Campaigns = campaigns
 	var head []schemas.Tensor
-	for _, t := range u.Tensors {
+	for _, t := range tensors {
 		if t.Name == TensorClsW || t.Name == TensorClsB || u.Kind == schemas.UpdateHead {
 			head = append(head, t)
 		}

@@ -86,6 +86,10 @@ func (s *Stage) detect(sv *served, p *partition, v *features.View, sp *stepper, 
 	m := sv.m
 	thr, athr := m.Thresholds, m.AnomalyThreshold
 	warmup := uint32(s.set.Alerts.AnomalyWarmup)
+	if p.campaignsOf != m {
+		p.campaigns.Sync(m.Campaigns)
+		p.campaignsOf = m
+	}
 	for r := range v.Len() {
 		// The rule training calibrated and the adapter's gate measured;
 		// an uncalibrated class (threshold 0) never alerts.
@@ -96,16 +100,19 @@ func (s *Stage) detect(sv *served, p *partition, v *features.View, sp *stepper, 
 		if !classPass && !anomPass {
 			continue
 		}
+		t := v.EndNs(r)
+		host := v.Host(r)
 		class, score := ClassAnomaly, an
 		if classPass {
-			class, score = m.Classes()[k], pk
+			// The campaign an analyst labelled names the flow; the
+			// probability and explanation stay the head's evidence that it
+			// is an attack at all.
+			class, score = m.Classes()[p.campaigns.Attribute(host, t, k)], pk
 			s.met.alertFlows.WithLabelValues(kindClass).Inc()
 		} else {
 			s.met.alertFlows.WithLabelValues(kindAnomaly).Inc()
 		}
 		sev := severity(classPass, anomPass, pk, an, athr)
-		t := v.EndNs(r)
-		host := v.Host(r)
 
 		oa := p.alerts[alertKey{host, class}]
 		if oa != nil && t >= oa.windowEnd {

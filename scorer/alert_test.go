@@ -3,6 +3,7 @@ package scorer
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -12,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/metaids/metaids/features"
+	"github.com/metaids/metaids/model"
 	"github.com/metaids/metaids/schemas"
 )
 
@@ -315,5 +317,40 @@ func TestActions(t *testing.T) {
 	}
 	if calmFor := time.Duration(withdrawn.TimeNs - flows[100].EndNs); calmFor < time.Minute {
 		t.Errorf("withdrawn %v after the last alert, want at least the calm period", calmFor)
+	}
+}
+
+// TestCampaignNamesAlerts checks that a host's campaign names its alerts
+// while it keeps attacking, and that the head names them again after a
+// pause longer than the campaign's, and on other hosts throughout.
+func TestCampaignNamesAlerts(t *testing.T) {
+	m := detectorModel(t, 1, 8)
+	k, err := m.AddDormantClass("slow_scan", 0.5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Campaigns = []model.Campaign{{Host: "10.6.6.6", Class: k, FirstNs: t0, LastNs: t0 + 1e9, IdleNs: int64(time.Minute)}}
+	set := testSettings()
+	set.Alerts.Republish = 0 // publish every change
+	s, _, _ := newCore(t, set, m, nil)
+	rng := rand.New(rand.NewPCG(3, 0))
+	var flows []schemas.Flow
+	at := func(host string, sec int) {
+		flows = append(flows, flowOf(host, t0+int64(sec)*1e9, int64(len(flows)), true, rng))
+	}
+	for i := range 30 { // two scanners for a minute, one of them labelled
+		at("10.6.6.6", 2*i)
+		at("10.7.7.7", 2*i)
+	}
+	for i := range 10 { // the labelled one again, after two minutes' pause
+		at("10.6.6.6", 180+i)
+	}
+	counts := map[alertKey]int64{}
+	for _, a := range alerts(t, s, score(t, s, 0, encodeFlows(t, flows))) {
+		counts[alertKey{a.Host, a.Class}] = max(counts[alertKey{a.Host, a.Class}], a.Count)
+	}
+	want := map[alertKey]int64{{"10.6.6.6", "slow_scan"}: 30, {"10.6.6.6", "scan"}: 10, {"10.7.7.7", "scan"}: 30}
+	if !maps.Equal(counts, want) {
+		t.Errorf("alerted flows by host and class %v, want %v", counts, want)
 	}
 }

@@ -47,7 +47,13 @@
 // same id at most every -scorer.alerts.republish. Each alert lists the
 // features that moved its score most: gradient × input on the classifier
 // head for a class, each feature's share of the prediction error for an
-// anomaly.
+// anomaly. A class alert of a host that analysts labelled is named by its
+// campaign (model.Campaign, carried in the model) while the host keeps
+// alerting with no pause longer than the campaign's; probability and
+// explanation stay the head's. How far each campaign has run is held per
+// partition and not checkpointed: after a restart or rebalance a campaign
+// runs on only from its labels' last flow, and the head names what comes
+// later.
 //
 // Models: an update is served only if it is signed by a key of
 // -scorer.model.keys, is for this build's feature spec, has the right shapes

@@ -21,6 +21,7 @@ import (
 	"github.com/segmentio/kafka-go"
 
 	"github.com/metaids/metaids/features"
+	"github.com/metaids/metaids/model"
 	"github.com/metaids/metaids/schemas"
 	"github.com/metaids/metaids/stream"
 )
@@ -81,6 +82,10 @@ type partition struct {
 	st       *store
 	alerts   map[alertKey]*openAlert
 	episodes map[string]*episode
+	// campaigns names the alerting flows of labelled hosts
+	// (model.Campaign), as of the model campaignsOf.
+	campaigns   model.CampaignBook
+	campaignsOf *model.Model
 
 	next   int64     // features offset after the last message applied; −1 before any
 	ckpt   bool      // its hosts are checkpointed
