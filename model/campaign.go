@@ -156,7 +156,8 @@ func (m *Model) Dormant(k int) bool {
 // The scorer keeps one per features partition; metaids eval keeps one to
 // mirror it. It is not safe for concurrent use.
 type CampaignBook struct {
-	runs map[string]*campaignRun
+	runs  map[string]*campaignRun
+	seeds map[string][2]int64 // restored runs (Seed) no Sync has taken yet
 }
 
 type campaignRun struct {
@@ -175,8 +176,40 @@ func (b *CampaignBook) Sync(cs []Campaign) {
 		if o := old[c.Host]; o != nil && o.c.Class == c.Class && o.c.FirstNs == c.FirstNs {
 			r.last = max(r.last, o.last)
 		}
+		if sd, ok := b.seeds[c.Host]; ok && sd[0] == c.FirstNs {
+			r.last = max(r.last, sd[1])
+		}
 		b.runs[c.Host] = r
 	}
+	b.seeds = nil
+}
+
+// Run returns how far host's campaign has run: the end of its first
+// labelled flow, which identifies it, and of the newest flow it named. The
+// scorer checkpoints it with the host's state.
+func (b *CampaignBook) Run(host string) (first, last int64, ok bool) {
+	r := b.runs[host]
+	if r == nil {
+		return 0, 0, false
+	}
+	return r.c.FirstNs, r.last, true
+}
+
+// Seed restores a run that Run reported, from a checkpoint: the host's
+// campaign, if it is the one whose first labelled flow ended at first,
+// has run to last. It applies at once to a campaign followed already, or
+// at the next Sync.
+func (b *CampaignBook) Seed(host string, first, last int64) {
+	if r := b.runs[host]; r != nil {
+		if r.c.FirstNs == first {
+			r.last = max(r.last, last)
+		}
+		return
+	}
+	if b.seeds == nil {
+		b.seeds = map[string][2]int64{}
+	}
+	b.seeds[host] = [2]int64{first, last}
 }
 
 // Attribute returns the class to name a flow of host ending at endNs that

@@ -115,6 +115,29 @@ func TestCampaignBook(t *testing.T) {
 	if got := b.Attribute("h", 150*s, 1); got != 1 {
 		t.Errorf("no campaigns: got %d, want 1", got)
 	}
+
+	// A run restored from a checkpoint, before the model is synced or
+	// after, carries on where it was; one of another campaign does not.
+	c := Campaign{Host: "h", Class: 3, FirstNs: 100 * s, LastNs: 110 * s, IdleNs: 60 * s}
+	for _, seedFirst := range []bool{true, false} {
+		for _, first := range []int64{100 * s, 90 * s} {
+			var r CampaignBook
+			if seedFirst {
+				r.Seed("h", first, 500*s)
+				r.Sync([]Campaign{c})
+			} else {
+				r.Sync([]Campaign{c})
+				r.Seed("h", first, 500*s)
+			}
+			want := map[bool]int{true: 3, false: 1}[first == c.FirstNs]
+			if got := r.Attribute("h", 550*s, 1); got != want {
+				t.Errorf("seeded before sync %v, run of the campaign first at %ds: got %d, want %d", seedFirst, first/s, got, want)
+			}
+			if f, l, ok := r.Run("h"); !ok || f != c.FirstNs || (want == 3) != (l == 550*s) {
+				t.Errorf("Run = %d, %d, %v", f/s, l/s, ok)
+			}
+		}
+	}
 }
 
 func TestDormantClassNeverNamed(t *testing.T) {

@@ -75,6 +75,8 @@ import (
 //	h, c          H float32 each
 //	peers         uint8, N ≤ features.PeerSlots, the host's recent responders
 //	key, last_ns  N × (uint64, int64), its features.PeerMemory (for dst_repeat, dt_dst)
+//	campaign      optional (int64, int64): the first labelled flow's end and the
+//	              newest named flow's end of the host's campaign (model.CampaignBook.Run)
 //
 // Version 1 had no peers; its records were written under a feature spec
 // without dst_repeat, so their encoder never matches and they are refused.
@@ -146,6 +148,9 @@ type checkpoint struct {
 	flows        uint32
 	h, c         []float32
 	peers        features.PeerMemory
+	// campaign, when hasCampaign: the host's campaign run, first and last.
+	hasCampaign bool
+	campaign    [2]int64
 }
 
 // appendCheckpoint appends ck's record to dst.
@@ -174,8 +179,15 @@ func appendCheckpoint(dst []byte, ck *checkpoint) []byte {
 		dst = le.AppendUint64(dst, ck.peers.Key[i])
 		dst = le.AppendUint64(dst, uint64(ck.peers.Last[i]))
 	}
+	if ck.hasCampaign {
+		dst = le.AppendUint64(dst, uint64(ck.campaign[0]))
+		dst = le.AppendUint64(dst, uint64(ck.campaign[1]))
+	}
 	return dst
 }
+
+// ckptCampaignSize is the optional campaign run at a record's end.
+const ckptCampaignSize = 16
 
 // checkpointSize is the length of a record for hidden size hid and a host
 // that remembers peers responders.
@@ -206,7 +218,9 @@ func decodeCheckpoint(b []byte, ck *checkpoint) error {
 		return fmt.Errorf("checkpoint of %d bytes, shorter than the %d of H=%d", len(b), checkpointSize(hid, 0), hid)
 	}
 	n := int(b[checkpointSize(hid, 0)-1])
-	if n > features.PeerSlots || len(b) != checkpointSize(hid, n) {
+	size := checkpointSize(hid, n)
+	ck.hasCampaign = len(b) == size+ckptCampaignSize
+	if n > features.PeerSlots || (len(b) != size && !ck.hasCampaign) {
 		return fmt.Errorf("checkpoint of %d bytes with %d peers, want %d for H=%d and at most %d peers",
 			len(b), n, checkpointSize(hid, min(n, features.PeerSlots)), hid, features.PeerSlots)
 	}
@@ -231,6 +245,10 @@ func decodeCheckpoint(b []byte, ck *checkpoint) error {
 	for i := range n {
 		ck.peers.Key[i] = le.Uint64(p[16*i:])
 		ck.peers.Last[i] = int64(le.Uint64(p[16*i+8:]))
+	}
+	if ck.hasCampaign {
+		p = p[16*n:]
+		ck.campaign = [2]int64{int64(le.Uint64(p)), int64(le.Uint64(p[8:]))}
 	}
 	return nil
 }
@@ -291,7 +309,7 @@ func (s *Stage) checkpoint(p *partition, em *emitter) {
 			n++
 		}
 	}
-	size := checkpointSize(st.hid, features.PeerSlots)
+	size := checkpointSize(st.hid, features.PeerSlots) + ckptCampaignSize
 	buf := make([]byte, 0, n*size)
 	ck := checkpoint{encoder: s.ckptID, offset: p.next}
 	if sv := s.current.Load(); sv != nil {
@@ -305,6 +323,8 @@ func (s *Stage) checkpoint(p *partition, em *emitter) {
 		m.dirty, m.saved = false, true
 		ck.lastNs, ck.touched, ck.flows, ck.peers = m.lastNs, m.touched, m.flows, m.peers
 		ck.h, ck.c = st.state(sl)
+		first, last, ok := p.campaigns.Run(m.key)
+		ck.hasCampaign, ck.campaign = ok, [2]int64{first, last}
 		a := len(buf)
 		buf = appendCheckpoint(buf, &ck)
 		em.msgs = append(em.msgs, stream.AtPartition(kafka.Message{Topic: s.stateTopic, Key: []byte(m.key), Value: buf[a:len(buf):len(buf)]}, p.id))
@@ -463,6 +483,9 @@ func (s *Stage) applyCheckpoints(p *partition, recs []kafka.Message) (hosts int,
 	for i := range keep {
 		h := &keep[i]
 		p.st.restore(h.key, &h.ck)
+		if h.ck.hasCampaign {
+			p.campaigns.Seed(h.key, h.ck.campaign[0], h.ck.campaign[1])
+		}
 		at = max(at, h.ck.offset)
 	}
 	p.st.expire()

@@ -56,6 +56,19 @@ func TestCheckpointRecord(t *testing.T) {
 		t.Errorf("checkpointOffset = %d, %v; want %d", off, err, ck.offset)
 	}
 
+	ck.hasCampaign, ck.campaign = true, [2]int64{t0 - 7, t0 + 9}
+	bc := appendCheckpoint(nil, &ck)
+	if len(bc) != len(b)+ckptCampaignSize {
+		t.Fatalf("record with a campaign run of %d bytes, want %d", len(bc), len(b)+ckptCampaignSize)
+	}
+	var gc checkpoint
+	if err := decodeCheckpoint(bc, &gc); err != nil || !gc.hasCampaign || gc.campaign != ck.campaign || gc.peers != ck.peers {
+		t.Errorf("decoded campaign run %v (%v), peers %+v, err %v; want %v", gc.campaign, gc.hasCampaign, gc.peers, err, ck.campaign)
+	}
+	if err := decodeCheckpoint(bc[:len(bc)-1], &gc); err == nil {
+		t.Errorf("a record cut inside its campaign run decoded")
+	}
+
 	nan := bytes.Clone(b)
 	copy(nan[ckptHeaderSize+4*3:], []byte{0, 0, 0xc0, 0x7f})
 	v1 := bytes.Clone(b)
@@ -737,4 +750,39 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 			t.Fatalf("decoded and encoded again: %x, want %x", again, b)
 		}
 	})
+}
+
+// TestCampaignRunRestored checks that how far a host's campaign has run
+// survives a takeover: the new owner names the host's next alert by the
+// campaign although it comes more than the pause after the labels.
+func TestCampaignRunRestored(t *testing.T) {
+	m := detectorModel(t, 1, 8)
+	k, err := m.AddDormantClass("slow_scan", 0.5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Campaigns = []model.Campaign{{Host: "10.6.6.6", Class: k, FirstNs: t0, LastNs: t0 + 1e9, IdleNs: int64(time.Minute)}}
+	set := checkpointSettings()
+	set.Alerts.Republish = 0
+	rng := rand.New(rand.NewPCG(4, 0))
+	var first []schemas.Flow
+	for i := range 60 { // two minutes of scanning: the campaign runs to ~118 s
+		first = append(first, flowOf("10.6.6.6", t0+int64(2*i)*1e9, int64(i), true, rng))
+	}
+	later := encodeFlows(t, []schemas.Flow{flowOf("10.6.6.6", t0+150e9, 100, true, rng)})
+	for _, restore := range []bool{true, false} {
+		a, _, _ := newCore(t, set, m, nil)
+		score(t, a, 0, encodeFlows(t, first))
+		recs := checkpointNow(t, a)
+		if !restore {
+			recs = nil // a cold start: the campaign runs from its labels only
+		}
+		b, _, _ := newCore(t, set, m, nil)
+		restoreCore(t, b, 0, recs)
+		got := alerts(t, b, score(t, b, 0, later))
+		want := map[bool]string{true: "slow_scan", false: "scan"}[restore]
+		if len(got) != 1 || got[0].Class != want {
+			t.Errorf("restored %v: alerts %+v, want one %s alert", restore, got, want)
+		}
+	}
 }

@@ -50,10 +50,10 @@
 // anomaly. A class alert of a host that analysts labelled is named by its
 // campaign (model.Campaign, carried in the model) while the host keeps
 // alerting with no pause longer than the campaign's; probability and
-// explanation stay the head's. How far each campaign has run is held per
-// partition and not checkpointed: after a restart or rebalance a campaign
-// runs on only from its labels' last flow, and the head names what comes
-// later.
+// explanation stay the head's. How far each campaign has run is
+// checkpointed with its host's state, so a takeover names the host's next
+// alerts as the previous owner would have (flows replayed after a
+// checkpoint step the state but do not extend the campaign).
 //
 // Models: an update is served only if it is signed by a key of
 // -scorer.model.keys, is for this build's feature spec, has the right shapes
