@@ -172,11 +172,11 @@ func fitHead(cur *model.Model, samples []sample, p fitParams, rng *rand.Rand) (*
 			rep.GateKnown++
 		}
 	}
-	// The gate sees the campaigns of the labels it fits on, so that a
-	// held-back label counts as reproduced when the campaign of the fitted
-	// ones names it, as the scorer would.
-	// A host's old campaign gives way to any new label on the host, held
-	// back or not, as it does in the update.
+	// The campaigns of the labels fitted on, for the campaign-only
+	// candidate below: its held-back labels count as reproduced when those
+	// campaigns name them, as the scorer would. A host's old campaign gives
+	// way to any new label on the host, held back or not, as it does in the
+	// update.
 	touched := map[string]bool{}
 	for _, rows := range labels {
 		for _, r := range rows {

@@ -21,7 +21,9 @@
 // which needs no labels. The classifier is a Linear over the embedding
 // z_t = [h_t, x̂_t] with a softmax over benign and the known families. Class
 // names, per-class thresholds, the anomaly threshold, the normalisation and
-// exemplars belong to the Model. Weights and outputs match PyTorch 1.13 to
+// exemplars belong to the Model, and so do campaigns: analysts' labels of
+// hosts, which name those hosts' alerts by the labelled family while they
+// keep attacking (Campaign, CampaignBook). Weights and outputs match PyTorch 1.13 to
 // 1e-5 (testdata/golden.py writes the fixtures the tests compare with).
 //
 // # Scoring: Step
@@ -77,8 +79,8 @@
 // classifier with AdamW on (embedding, class) pairs; Prototypes and AddClass
 // start a new family's row from its mean embedding mu (w = 2·mu,
 // b = −|mu|², the prototypical network's distance score), so it works before
-// any fine-tuning; Explain attributes a class's log-probability to the
-// features by gradient × input.
+// any fine-tuning; Explain attributes a class's log-odds to the features
+// by gradient × input.
 //
 // # Serialisation
 //

@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"slices"
 )
@@ -286,24 +287,55 @@ func protoRow(mu []float32, d int) (w []float32, b float32, err error) {
 	return w, float32(-sq), nil
 }
 
-// Explain attributes the classifier's log-probability of class k for one
-// embedding z (length H+F) to its inputs by gradient × input:
-// contribution_j = z_j · ∂log p_k/∂z_j. It writes the F feature
-// contributions (the x̂ part of z, in feature-spec order) into dst, reusing
-// its capacity, and returns them with the summed contribution of the hidden
-// state, which summarises the host's history.
+// Explain attributes the classifier's log-odds of class k for one
+// embedding z (length H+F), log p_k − log(1 − p_k), to its inputs by
+// gradient × input: contribution_j = z_j · ∂logodds_k/∂z_j. It writes the F
+// feature contributions (the x̂ part of z, in feature-spec order) into dst,
+// reusing its capacity, and returns them with the summed contribution of
+// the hidden state, which summarises the host's history.
+//
+// The log-odds, not log p_k: its gradient, W_k minus the other classes'
+// rows weighed by their share of the rest, does not vanish as p_k nears 1,
+// so a confident alert, the kind analysts see most, is still explained (with
+// log p_k every contribution of a p = 1.00 alert printed as 0.00).
 func (m *Model) Explain(dst, z []float32, k int) (features []float32, history float32) {
 	d, c, h := m.EmbeddingDim(), m.NumClasses(), m.hidden
 	if len(z) != d || k < 0 || k >= c {
 		panic(fmt.Sprintf("model: Explain: embedding of %d values (want %d), class %d of %d", len(z), d, k, c))
 	}
-	p := m.HeadProbs(nil, z)
 	dst = grow(dst, m.features)
+	if c == 1 {
+		clear(dst)
+		return dst, 0
+	}
+	// The other classes' softmax among themselves, from the logits in
+	// float64: from the probabilities it would be 0/0 at p_k = 1.
+	lg := make([]float64, c)
+	top := math.Inf(-1)
+	for cl := range c {
+		l := float64(m.P.ClsB[cl])
+		for j, v := range z {
+			l += float64(m.P.ClsW[cl*d+j]) * float64(v)
+		}
+		lg[cl] = l
+		if cl != k {
+			top = max(top, l)
+		}
+	}
+	var sum float64
+	for cl := range c {
+		if cl != k {
+			lg[cl] = math.Exp(lg[cl] - top)
+			sum += lg[cl]
+		}
+	}
 	for j := range d {
-		// ∂log p_k/∂z = W_k − Σ_c p_c W_c
+		// ∂logodds_k/∂z = W_k − Σ_{c≠k} q_c W_c, q the others' softmax
 		gj := float64(m.P.ClsW[k*d+j])
 		for cl := range c {
-			gj -= float64(p[cl]) * float64(m.P.ClsW[cl*d+j])
+			if cl != k {
+				gj -= lg[cl] / sum * float64(m.P.ClsW[cl*d+j])
+			}
 		}
 		contrib := float32(gj * float64(z[j]))
 		if j < h {

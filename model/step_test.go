@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -155,7 +156,8 @@ func TestExplain(t *testing.T) {
 	z := randSlice(rng, m.EmbeddingDim(), 1)
 	const k = 1
 	feat, hist := m.Explain(nil, z, k)
-	// Gradient × input against a central difference of log p_k in float64.
+	// Gradient × input against a central difference of the log-odds of
+	// class k in float64.
 	d, c := m.EmbeddingDim(), m.NumClasses()
 	logp := func(z []float64) float64 {
 		lg := make([]float64, c)
@@ -167,7 +169,7 @@ func TestExplain(t *testing.T) {
 		}
 		lp := make([]float64, c)
 		logSoftmax(lp, lg)
-		return lp[k]
+		return lp[k] - math.Log(-math.Expm1(lp[k]))
 	}
 	z64 := make([]float64, d)
 	for j, v := range z {
@@ -189,5 +191,17 @@ func TestExplain(t *testing.T) {
 	}
 	if math.Abs(float64(hist)-wantHist) > 1e-4*max(1, math.Abs(wantHist)) {
 		t.Errorf("history contribution %g, want %g", hist, wantHist)
+	}
+
+	// A certain alert is still explained: at p_k = 1 in float32 the
+	// contributions are what they were, not zero.
+	m.P.ClsB[k] += 200
+	m.WeightsChanged()
+	if p := m.HeadProbs(nil, z)[k]; p != 1 {
+		t.Fatalf("p_k = %v after raising its bias, want 1", p)
+	}
+	sure, _ := m.Explain(nil, z, k)
+	if !slices.Equal(sure, feat) {
+		t.Errorf("contributions at p_k = 1: %v, want those of the log-odds, %v", sure, feat)
 	}
 }
