@@ -172,19 +172,6 @@ func fitHead(cur *model.Model, samples []sample, p fitParams, rng *rand.Rand) (*
 			rep.GateKnown++
 		}
 	}
-	// The campaigns of the labels fitted on, for the campaign-only
-	// candidate below: its held-back labels count as reproduced when those
-	// campaigns name them, as the scorer would. A host's old campaign gives
-	// way to any new label on the host, held back or not, as it does in the
-	// update.
-	touched := map[string]bool{}
-	for _, rows := range labels {
-		for _, r := range rows {
-			touched[r.host] = true
-		}
-	}
-	kept := slices.DeleteFunc(slices.Clone(cur.Campaigns), func(c model.Campaign) bool { return touched[c.Host] })
-	gateCampaigns := campaigns(kept, fitLabels, benign, p.campaignIdle)
 	var (
 		cand      *model.Model
 		best      = math.Inf(-1)
@@ -193,7 +180,6 @@ func fitHead(cur *model.Model, samples []sample, p fitParams, rng *rand.Rand) (*
 	)
 	for _, frac := range fitStrengths {
 		c := cur.Clone()
-		c.Campaigns = gateCampaigns
 		for i, name := range newNames {
 			k := known + i
 			mu := mean(fitLabels[k], d)
@@ -243,13 +229,27 @@ func fitHead(cur *model.Model, samples []sample, p fitParams, rng *rand.Rand) (*
 			best, cand, rep = sc, c, r
 		}
 	}
-	if cand == nil && slices.ContainsFunc(gateCampaigns, func(c model.Campaign) bool { return c.Class >= known }) {
-		// Every fit costs a known class, but the labels name hosts'
-		// campaigns: the new families join the model dormant, named only
-		// by their campaigns, and the head stays as it is. On CIC-IDS2017
-		// ten web brute-force labels cannot get a head row without XSS
-		// going with it, yet the brute force keeps coming from the host
-		// the analyst labelled.
+	// Every fit costs a known class, but the labels may name hosts'
+	// campaigns: then the new families join the model dormant, named only
+	// by their campaigns, and the head stays as it is. On CIC-IDS2017 ten
+	// web brute-force labels cannot get a head row without XSS going with
+	// it, yet the brute force keeps coming from the host the analyst
+	// labelled. The gate judges it on the campaigns of the labels fitted
+	// on, so that a held-back label counts as reproduced when they name it,
+	// as the scorer would. A host's old campaign gives way to any new label
+	// on the host, held back or not, as it does in the update.
+	var gateCampaigns []model.Campaign
+	if cand == nil && p.campaignIdle > 0 {
+		touched := map[string]bool{}
+		for _, rows := range labels {
+			for _, r := range rows {
+				touched[r.host] = true
+			}
+		}
+		kept := slices.DeleteFunc(slices.Clone(cur.Campaigns), func(c model.Campaign) bool { return touched[c.Host] })
+		gateCampaigns = campaigns(kept, fitLabels, benign, p.campaignIdle)
+	}
+	if slices.ContainsFunc(gateCampaigns, func(c model.Campaign) bool { return c.Class >= known }) {
 		c := cur.Clone()
 		c.Campaigns = gateCampaigns
 		for _, name := range newNames {

@@ -100,8 +100,12 @@ func (o *outcome) record(j int, m *model.Model, probs []float32, anomaly float32
 	r.atNs = atNs
 	r.pred = o.decide(m, probs, anomaly, before)
 	r.predHead = r.pred
-	if k, _ := model.AlertClass(probs, m.Thresholds, 0); k > 0 && len(m.Campaigns) > 0 {
-		// The scorer names a labelled host's alerts by its campaign.
+	copy(o.emb[j*o.d:(j+1)*o.d], emb)
+	if r.pred == predNone || len(m.Campaigns) == 0 {
+		return
+	}
+	if k, _ := model.AlertClass(probs, m.Thresholds, 0); k > 0 {
+		// The scorer names a labelled host's class alerts by its campaign.
 		fl := o.es.flow(j)
 		host := features.Host(fl)
 		cp := &o.campaigns[features.Partition(host, len(o.campaigns))]
@@ -111,7 +115,6 @@ func (o *outcome) record(j int, m *model.Model, probs []float32, anomaly float32
 		}
 		r.pred = o.name(m.Classes()[cp.book.Attribute(host, fl.EndNs, k)])
 	}
-	copy(o.emb[j*o.d:(j+1)*o.d], emb)
 }
 
 // decide applies the scorer's alert rule (scorer/alert.go, detect): the

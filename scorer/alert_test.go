@@ -13,7 +13,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/metaids/metaids/features"
-	"github.com/metaids/metaids/model"
 	"github.com/metaids/metaids/schemas"
 )
 
@@ -324,12 +323,7 @@ func TestActions(t *testing.T) {
 // while it keeps attacking, and that the head names them again after a
 // pause longer than the campaign's, and on other hosts throughout.
 func TestCampaignNamesAlerts(t *testing.T) {
-	m := detectorModel(t, 1, 8)
-	k, err := m.AddDormantClass("slow_scan", 0.5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Campaigns = []model.Campaign{{Host: "10.6.6.6", Class: k, FirstNs: t0, LastNs: t0 + 1e9, IdleNs: int64(time.Minute)}}
+	m := campaignModel(t)
 	set := testSettings()
 	set.Alerts.Republish = 0 // publish every change
 	s, _, _ := newCore(t, set, m, nil)

@@ -756,12 +756,7 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 // survives a takeover: the new owner names the host's next alert by the
 // campaign although it comes more than the pause after the labels.
 func TestCampaignRunRestored(t *testing.T) {
-	m := detectorModel(t, 1, 8)
-	k, err := m.AddDormantClass("slow_scan", 0.5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Campaigns = []model.Campaign{{Host: "10.6.6.6", Class: k, FirstNs: t0, LastNs: t0 + 1e9, IdleNs: int64(time.Minute)}}
+	m := campaignModel(t)
 	set := checkpointSettings()
 	set.Alerts.Republish = 0
 	rng := rand.New(rand.NewPCG(4, 0))

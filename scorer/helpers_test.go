@@ -336,3 +336,17 @@ func histSum(t testing.TB, reg *prometheus.Registry, name string) float64 {
 	t.Fatalf("no histogram %s", name)
 	return 0
 }
+
+// campaignModel is detectorModel with a dormant class slow_scan and a
+// campaign naming 10.6.6.6's alerts by it: labelled at t0 and t0+1s, ended
+// by a pause of a minute.
+func campaignModel(t testing.TB) *model.Model {
+	t.Helper()
+	m := detectorModel(t, 1, 8)
+	k, err := m.AddDormantClass("slow_scan", 0.5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Campaigns = []model.Campaign{{Host: "10.6.6.6", Class: k, FirstNs: t0, LastNs: t0 + 1e9, IdleNs: int64(time.Minute)}}
+	return m
+}
